@@ -1,0 +1,198 @@
+/**
+ * Schemas of pxeha's two configuration documents, with their defaults:
+ * - NodeConfig: what makes one node itself (name, interfaces, store, data dir). Read from a
+ *   YAML file by `pxeha serve --config`.
+ * - ClusterConfig: what every node shares (subnets, pools, reservations, boot rules). Written
+ *   into the store by `pxeha apply -f` and watched by every node, so nodes cannot drift.
+ * Documented for operators in docs/configuration.md; keep the two in step.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+const Ipv4 = Type.String({ format: 'ipv4', description: 'Dotted-quad IPv4 address' });
+const Cidr = Type.String({
+  pattern: '^(\\d{1,3}\\.){3}\\d{1,3}/(\\d|[12]\\d|3[0-2])$',
+  description: 'IPv4 network in CIDR form, e.g. 10.99.0.0/24',
+});
+const Mac = Type.String({
+  pattern: '^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$',
+  description: 'Ethernet hardware address, e.g. 52:54:00:12:34:56',
+});
+const HexBytes = Type.String({
+  pattern: '^[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2})*$',
+  description: 'Bytes in hex, optionally colon separated',
+});
+const Name = Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$', description: 'Object name' });
+
+export const CustomOptionSchema = Type.Object(
+  {
+    code: Type.Integer({ minimum: 1, maximum: 254 }),
+    hex: Type.Optional(HexBytes),
+    text: Type.Optional(Type.String({ maxLength: 1024 })),
+    ipv4: Type.Optional(Type.Array(Ipv4, { minItems: 1 })),
+  },
+  { additionalProperties: false, description: 'A raw DHCP option: exactly one of hex, text or ipv4' },
+);
+
+export const DhcpOptionsSchema = Type.Object(
+  {
+    routers: Type.Optional(Type.Array(Ipv4)),
+    dnsServers: Type.Optional(Type.Array(Ipv4)),
+    domainName: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    ntpServers: Type.Optional(Type.Array(Ipv4)),
+    broadcastAddress: Type.Optional(Ipv4),
+    custom: Type.Optional(Type.Array(CustomOptionSchema)),
+  },
+  { additionalProperties: false },
+);
+
+/** Per-host boot overrides (applied on top of the cluster boot rules). */
+export const BootOverrideSchema = Type.Object(
+  {
+    /** Boot file sent to a PXE ROM instead of the arch-based default. */
+    file: Type.Optional(Type.String({ minLength: 1, maxLength: 127 })),
+    /** URL iPXE is sent to instead of the default script URL. */
+    script: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    /** TFTP/next server instead of the answering node. */
+    nextServer: Type.Optional(Ipv4),
+  },
+  { additionalProperties: false },
+);
+
+export const ReservationSchema = Type.Object(
+  {
+    mac: Type.Optional(Mac),
+    clientId: Type.Optional(HexBytes),
+    address: Ipv4,
+    hostname: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$' })),
+    options: Type.Optional(DhcpOptionsSchema),
+    boot: Type.Optional(BootOverrideSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const PoolSchema = Type.Object({ start: Ipv4, end: Ipv4 }, { additionalProperties: false });
+
+export const SubnetSchema = Type.Object(
+  {
+    name: Name,
+    subnet: Cidr,
+    /**
+     * full: hand out addresses and boot information. proxy: answer PXE clients with boot
+     * information only, beside a foreign DHCP server that owns addressing (dnsmasq's proxy mode).
+     */
+    mode: Type.Union([Type.Literal('full'), Type.Literal('proxy')], { default: 'full' }),
+    pools: Type.Array(PoolSchema, { default: [] }),
+    leaseSeconds: Type.Integer({ minimum: 60, maximum: 31_536_000, default: 3600 }),
+    options: Type.Optional(DhcpOptionsSchema),
+    reservations: Type.Array(ReservationSchema, { default: [] }),
+  },
+  { additionalProperties: false },
+);
+
+export const BootRulesSchema = Type.Object(
+  {
+    /** Boot files by client architecture (RFC 4578 option 93), relative to the TFTP root. */
+    files: Type.Object(
+      {
+        bios: Type.String({ default: 'undionly.kpxe' }),
+        efiX64: Type.String({ default: 'ipxe.efi' }),
+        efiIa32: Type.String({ default: 'ipxe.efi' }),
+        efiArm64: Type.String({ default: 'ipxe-arm64.efi' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /**
+     * URL an iPXE client is sent to. `{node}` is replaced by the answering node's advertised
+     * address and `{httpPort}` by its HTTP port; iPXE itself expands `${...}` settings.
+     */
+    ipxeScriptUrl: Type.String({
+      default: 'http://{node}:{httpPort}/boot.ipxe?mac=${net0/mac}&uuid=${uuid}&arch=${buildarch}&serial=${serial}&asset=${asset}',
+    }),
+    /** Boot file URL for UEFI HTTP Boot clients (vendor class HTTPClient). */
+    httpBootUrl: Type.String({ default: 'http://{node}:{httpPort}/ipxe.efi' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const DhcpPolicySchema = Type.Object(
+  {
+    /** How long an OFFERed address is held for the client before another may get it. */
+    offerHoldSeconds: Type.Integer({ minimum: 1, maximum: 600, default: 30 }),
+    /** How long an address a client DECLINEd (found in use) is kept out of the pool. */
+    declineQuarantineSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),
+    /** Packets per second accepted from one MAC before the rest are dropped. */
+    perClientRatePerSecond: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+    /** Whether a server answers REQUESTs for addresses it does not know (RFC 2131 §4.3.2). */
+    authoritative: Type.Boolean({ default: true }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ClusterConfigSchema = Type.Object(
+  {
+    subnets: Type.Array(SubnetSchema, { default: [] }),
+    boot: BootRulesSchema,
+    dhcp: DhcpPolicySchema,
+  },
+  { additionalProperties: false },
+);
+
+export const StoreConfigSchema = Type.Union([
+  Type.Object(
+    {
+      kind: Type.Literal('embedded'),
+      /** SQLite file; default `<dataDir>/store.db`. */
+      path: Type.Optional(Type.String({ minLength: 1 })),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+export const NodeConfigSchema = Type.Object(
+  {
+    name: Name,
+    dataDir: Type.String({ minLength: 1, default: '/var/lib/pxeha' }),
+    store: Type.Optional(StoreConfigSchema),
+    /** Address clients are told to use for TFTP/HTTP; default: the receiving interface's. */
+    advertiseAddress: Type.Optional(Ipv4),
+    dhcp: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        /** Interfaces to answer on, one socket each. */
+        interfaces: Type.Array(Type.String({ minLength: 1, maxLength: 15 }), { minItems: 1 }),
+        port: Type.Integer({ minimum: 1, maximum: 65535, default: 67 }),
+        /** PXE boot server port (PXE spec 2.1 §2.2.2); 0 disables it. */
+        proxyPort: Type.Integer({ minimum: 0, maximum: 65535, default: 4011 }),
+        /** Port replies to clients go to; 68 except in tests. */
+        clientPort: Type.Integer({ minimum: 1, maximum: 65535, default: 68 }),
+      },
+      { additionalProperties: false },
+    ),
+    http: Type.Object(
+      { port: Type.Integer({ minimum: 1, maximum: 65535, default: 8080 }) },
+      { additionalProperties: false, default: {} },
+    ),
+    /** Directory boot artifacts are served from (TFTP root). */
+    artifactsDir: Type.String({ minLength: 1, default: '/usr/lib/ipxe' }),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)),
+          { default: 'info' },
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ClusterConfig = Static<typeof ClusterConfigSchema>;
+export type SubnetConfig = Static<typeof SubnetSchema>;
+export type ReservationConfig = Static<typeof ReservationSchema>;
+export type DhcpOptionsConfig = Static<typeof DhcpOptionsSchema>;
+export type BootRules = Static<typeof BootRulesSchema>;
+export type BootOverride = Static<typeof BootOverrideSchema>;
+export type DhcpPolicy = Static<typeof DhcpPolicySchema>;
+export type NodeConfig = Static<typeof NodeConfigSchema>;
+export type StoreConfig = Static<typeof StoreConfigSchema>;

@@ -1,0 +1,48 @@
+/**
+ * Every error pxeha raises on purpose derives from PxehaError and carries a stable code from
+ * this one registry (a test keeps the codes unique and documented in docs/errors.md).
+ * Retryable errors say so, the way etcd3 marks RecoverableError, so callers need not parse text.
+ */
+export const ErrorCodes = {
+  PXE_ERR_CONFIG_INVALID: { status: 400, retryable: false, doc: 'A configuration file or API body failed schema validation.' },
+  PXE_ERR_CONFIG_READ: { status: 400, retryable: false, doc: 'A configuration file could not be read or parsed.' },
+  PXE_ERR_DECODE: { status: 400, retryable: false, doc: 'A wire packet could not be decoded.' },
+  PXE_ERR_ENCODE: { status: 500, retryable: false, doc: 'A message could not be encoded (for example it does not fit).' },
+  PXE_ERR_STORE_UNAVAILABLE: { status: 503, retryable: true, doc: 'The store could not be reached or is closed.' },
+  PXE_ERR_STORE_COMPACTED: { status: 410, retryable: false, doc: 'A watch or read asked for a revision older than the store keeps.' },
+  PXE_ERR_STORE_BAD_REQUEST: { status: 400, retryable: false, doc: 'A store request was malformed (for example a key repeated in one transaction).' },
+  PXE_ERR_LEASE_NOT_FOUND: { status: 404, retryable: false, doc: 'A store lease does not exist or has expired.' },
+  PXE_ERR_NOT_LEADER: { status: 409, retryable: true, doc: 'An election leadership was lost or never held.' },
+  PXE_ERR_POOL_EXHAUSTED: { status: 503, retryable: true, doc: 'No free address is left in the pools of a subnet.' },
+  PXE_ERR_SOCKET: { status: 500, retryable: false, doc: 'A network socket could not be opened or configured.' },
+  PXE_ERR_NOT_FOUND: { status: 404, retryable: false, doc: 'The requested object does not exist.' },
+} as const satisfies Record<string, { status: number; retryable: boolean; doc: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class PxehaError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.statusCode = ErrorCodes[code].status;
+    this.retryable = ErrorCodes[code].retryable;
+  }
+}
+
+export interface ValidationIssue {
+  /** JSON pointer of the offending field, e.g. `/subnets/0/pools/1/start`. */
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends PxehaError {
+  readonly issues: readonly ValidationIssue[];
+  constructor(what: string, issues: readonly ValidationIssue[]) {
+    super('PXE_ERR_CONFIG_INVALID', `${what}: ${issues.map((i) => `${i.path || '/'} ${i.message}`).join('; ')}`);
+    this.issues = issues;
+  }
+}
