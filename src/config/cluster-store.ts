@@ -1,0 +1,53 @@
+/**
+ * The cluster configuration's home in the store: one key holding the validated document, so
+ * every node applies exactly the same revision. `pxeha apply` validates before it writes and
+ * nodes validate again when they read (a store written by an older or newer version, or by
+ * hand, must not crash a node).
+ */
+import type { Store, Watcher } from '../store/store.js';
+import { parseClusterConfig } from './load.js';
+import type { ClusterConfig } from './schema.js';
+
+export const CLUSTER_CONFIG_KEY = '/pxeha/config/cluster';
+
+export interface StoredClusterConfig {
+  config: ClusterConfig;
+  /** Store revision at which this configuration was written (0: none written yet). */
+  revision: number;
+}
+
+export async function writeClusterConfig(store: Store, config: ClusterConfig): Promise<number> {
+  const { revision } = await store.put(CLUSTER_CONFIG_KEY, JSON.stringify(config));
+  return revision;
+}
+
+export async function readClusterConfig(store: Store): Promise<StoredClusterConfig> {
+  const kv = await store.get(CLUSTER_CONFIG_KEY);
+  if (!kv) return { config: parseClusterConfig({}), revision: 0 };
+  return { config: parseClusterConfig(JSON.parse(kv.value), `store key ${CLUSTER_CONFIG_KEY}`), revision: kv.modRevision };
+}
+
+/**
+ * Calls `onChange` with every new configuration after `fromRevision`. A stored document that
+ * fails validation is reported through `onInvalid` and the node keeps its current one.
+ */
+export async function watchClusterConfig(
+  store: Store,
+  fromRevision: number,
+  onChange: (c: StoredClusterConfig) => void,
+  onInvalid: (err: Error) => void,
+): Promise<Watcher> {
+  const watcher = await store.watch(CLUSTER_CONFIG_KEY, { startRevision: fromRevision + 1 });
+  watcher.on('events', (events) => {
+    for (const e of events) {
+      if (e.type !== 'put') continue;
+      try {
+        onChange({ config: parseClusterConfig(JSON.parse(e.kv.value), `store key ${CLUSTER_CONFIG_KEY}`), revision: e.kv.modRevision });
+      } catch (err) {
+        onInvalid(err as Error);
+      }
+    }
+  });
+  watcher.on('error', onInvalid);
+  return watcher;
+}

@@ -1,0 +1,94 @@
+/**
+ * The DHCP decision core of one node: the handler chains for the DHCP port and the PXE boot
+ * server port, over the cluster configuration currently applied. No sockets here; the
+ * adapter (server.ts) feeds it interpreted requests and sends what it decides.
+ */
+import type { ClusterConfig } from '../config/schema.js';
+import type { Clock } from '../util/clock.js';
+import { runChain, type Handler, type Outcome, type ReceiveInfo, type RequestContext } from './chain.js';
+import { addressHandler } from './handlers/address.js';
+import { bootHandler } from './handlers/boot.js';
+import { proxyHandler } from './handlers/proxy.js';
+import { rateLimitHandler } from './handlers/rate-limit.js';
+import { serverIdHandler } from './handlers/server-id.js';
+import { selectSubnetHandler } from './handlers/subnet.js';
+import { validateRequest } from './handlers/validate.js';
+import type { LeaseBook } from './lease-book.js';
+import type { DhcpRequest } from './request.js';
+import { compileCluster, findReservation, selectSubnet, type CompiledCluster } from './subnets.js';
+
+export interface EngineOptions {
+  node: string;
+  /** Fixed address to send clients to for TFTP/HTTP; default: the receiving interface's. */
+  advertiseAddress: string | undefined;
+  httpPort: number;
+  leases: LeaseBook;
+  clock: Clock;
+}
+
+export type Decision = Exclude<Outcome, { kind: 'continue' }>;
+
+export class DhcpEngine {
+  private cluster: CompiledCluster;
+  private readonly dhcpChain: Handler[];
+  private readonly pxeChain: Handler[];
+
+  constructor(
+    private readonly options: EngineOptions,
+    config: ClusterConfig,
+  ) {
+    this.cluster = compileCluster(config);
+    const rateLimit = rateLimitHandler(() => this.cluster.config.dhcp.perClientRatePerSecond);
+    this.dhcpChain = [
+      validateRequest,
+      rateLimit,
+      selectSubnetHandler,
+      serverIdHandler,
+      proxyHandler,
+      addressHandler({ leases: options.leases, policy: () => this.cluster.config.dhcp }),
+      bootHandler,
+    ];
+    // Port 4011 serves boot information only; the client may be on a network we do not
+    // address, so a subnet is looked up for its reservation but not required.
+    const optionalSubnet: Handler = (ctx, draft) => {
+      const subnet = selectSubnet(this.cluster, {
+        giaddr: ctx.request.giaddr,
+        linkSelection: ctx.request.linkSelection,
+        subnetSelection: ctx.request.subnetSelection,
+        interfaceAddress: ctx.via.interfaceAddress,
+        ciaddr: ctx.request.ciaddr,
+      });
+      if (subnet) {
+        ctx.subnet = subnet;
+        ctx.reservation = findReservation(subnet, ctx.request.mac, ctx.request.clientIdHex);
+      }
+      return { kind: 'continue', draft };
+    };
+    this.pxeChain = [validateRequest, rateLimit, optionalSubnet, proxyHandler];
+  }
+
+  /** Switches to a new cluster configuration; requests in flight finish on the old one. */
+  applyConfig(config: ClusterConfig): void {
+    this.cluster = compileCluster(config);
+  }
+
+  get config(): ClusterConfig {
+    return this.cluster.config;
+  }
+
+  async decide(request: DhcpRequest, via: ReceiveInfo): Promise<{ decision: Decision; context: RequestContext }> {
+    const serverId = via.interfaceAddress ?? this.options.advertiseAddress ?? '0.0.0.0';
+    const context: RequestContext = {
+      request,
+      via,
+      serverId,
+      node: this.options.node,
+      nodeAddress: this.options.advertiseAddress ?? serverId,
+      httpPort: this.options.httpPort,
+      cluster: this.cluster,
+      nowMs: this.options.clock.now(),
+    };
+    const decision = await runChain(via.service === 'pxe' ? this.pxeChain : this.dhcpChain, context);
+    return { decision, context };
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * One pxeha node, composed: store, cluster configuration (watched), lease view, DHCP engine
+ * and sockets. `pxeha serve` runs one; integration tests run them in network namespaces.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readClusterConfig, watchClusterConfig } from '../config/cluster-store.js';
+import type { NodeConfig } from '../config/schema.js';
+import { DhcpEngine } from '../dhcp/engine.js';
+import { LeaseBook } from '../dhcp/lease-book.js';
+import { DhcpServer } from '../dhcp/server.js';
+import { openInterfaceSocket, openUnicastSocket } from '../dhcp/socket.js';
+import type { Logger } from '../obs/log.js';
+import { Metrics } from '../obs/metrics.js';
+import { openStore } from '../store/open.js';
+import type { Store, Watcher } from '../store/store.js';
+import { systemClock, type Clock } from '../util/clock.js';
+
+export interface RunningNode {
+  store: Store;
+  engine: DhcpEngine;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+export function storePathOf(config: NodeConfig): string {
+  return config.store?.path ?? join(config.dataDir, 'store.db');
+}
+
+export async function startNode(config: NodeConfig, log: Logger, clock: Clock = systemClock): Promise<RunningNode> {
+  await mkdir(config.dataDir, { recursive: true });
+  const metrics = new Metrics({ processMetrics: true });
+  const store = await openStore({ kind: 'embedded', path: storePathOf(config) });
+  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const closeAll = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, 'close failed'));
+  };
+  try {
+    const initial = await readClusterConfig(store);
+    metrics.configRevision.set(initial.revision);
+    const leases = await LeaseBook.open(store, (err) => log.error({ err }, 'lease watch failed'));
+    cleanups.push(() => leases.close());
+    const engine = new DhcpEngine(
+      { node: config.name, advertiseAddress: config.advertiseAddress, httpPort: config.http.port, leases, clock },
+      initial.config,
+    );
+    const configWatch: Watcher = await watchClusterConfig(
+      store,
+      initial.revision,
+      (next) => {
+        engine.applyConfig(next.config);
+        metrics.configRevision.set(next.revision);
+        log.info({ revision: next.revision, subnets: next.config.subnets.length }, 'cluster configuration applied');
+      },
+      (err) => log.error({ err: err.message }, 'cluster configuration in the store is invalid; keeping the current one'),
+    );
+    cleanups.push(() => configWatch.cancel());
+    metrics.leases.collect = () => metrics.leases.set(leases.size);
+
+    if (config.dhcp.enabled) {
+      const server = new DhcpServer({ engine, metrics, log, serverPort: config.dhcp.port, clientPort: config.dhcp.clientPort });
+      cleanups.push(() => server.close());
+      for (const ifname of config.dhcp.interfaces) {
+        const socket = await openInterfaceSocket({ ifname, port: config.dhcp.port });
+        server.addInterface(socket);
+        if (config.dhcp.proxyPort !== 0 && socket.localAddress !== undefined) {
+          server.addBootServer(await openUnicastSocket({ address: socket.localAddress, port: config.dhcp.proxyPort, ifname }));
+        }
+        log.info({ iface: ifname, address: socket.localAddress, port: config.dhcp.port }, 'dhcp listening');
+      }
+    }
+    log.info({ revision: initial.revision, leases: leases.size, store: store.kind }, 'node started');
+    return { store, engine, metrics, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The node's Prometheus metrics, on a registry of its own (never prom-client's global one),
+ * so several nodes in one test process keep separate figures.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly dhcpReceived = new Counter({
+    name: 'pxeha_dhcp_received_total',
+    help: 'DHCP messages received, by message type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpReplies = new Counter({
+    name: 'pxeha_dhcp_replies_total',
+    help: 'DHCP replies sent, by message type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpDropped = new Counter({
+    name: 'pxeha_dhcp_dropped_total',
+    help: 'DHCP messages dropped, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpDecisionSeconds = new Histogram({
+    name: 'pxeha_dhcp_decision_seconds',
+    help: 'Time from receiving a DHCP message to sending its reply',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly leases = new Gauge({
+    name: 'pxeha_dhcp_lease_records',
+    help: 'Lease records in the local view of the store',
+    registers: [this.registry],
+  });
+  readonly configRevision = new Gauge({
+    name: 'pxeha_config_revision',
+    help: 'Store revision of the cluster configuration this node applied',
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}
