@@ -55,7 +55,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       (err) => log.error({ err: err.message }, 'cluster configuration in the store is invalid; keeping the current one'),
     );
     cleanups.push(() => configWatch.cancel());
-    metrics.leases.collect = () => metrics.leases.set(leases.size);
+    metrics.leaseCount = () => leases.size;
 
     if (config.dhcp.enabled) {
       const server = new DhcpServer({ engine, metrics, log, serverPort: config.dhcp.port, clientPort: config.dhcp.clientPort });

@@ -31,10 +31,13 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
-  readonly leases = new Gauge({
+  /** Where the lease gauge reads its value at scrape time. */
+  leaseCount: () => number = () => 0;
+  readonly leases: Gauge = new Gauge({
     name: 'pxeha_dhcp_lease_records',
     help: 'Lease records in the local view of the store',
     registers: [this.registry],
+    collect: () => this.leases.set(this.leaseCount()),
   });
   readonly configRevision = new Gauge({
     name: 'pxeha_config_revision',
