@@ -6,9 +6,12 @@ import { Command, Option } from 'commander';
 import Table from 'cli-table3';
 import { readClusterConfig, writeClusterConfig } from '../config/cluster-store.js';
 import { loadClusterConfig, loadNodeConfig } from '../config/load.js';
-import { LEASE_PREFIX, parseLeaseRecord, type LeaseRecord } from '../dhcp/lease-record.js';
+import { listLeases } from '../api/app.js';
+import { LocalApiClient } from '../api/local-client.js';
+import type { ClusterConfig } from '../config/schema.js';
+import type { LeaseRecord } from '../dhcp/lease-record.js';
 import { ConfigError, PxehaError } from '../errors.js';
-import { startNode, storePathOf } from '../node/node.js';
+import { apiSocketOf, startNode, storePathOf } from '../node/node.js';
 import { createLogger } from '../obs/log.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -19,24 +22,59 @@ interface StoreFlags {
   store?: string;
 }
 
-async function openStoreFromFlags(flags: StoreFlags): Promise<Store> {
-  if (flags.store) return openStore({ kind: 'embedded', path: flags.store });
-  if (flags.config) return openStore({ kind: 'embedded', path: storePathOf(await loadNodeConfig(flags.config)) });
+/** What the read/write commands need, from a running node's API or from the store itself. */
+interface ClusterAccess {
+  readConfig(): Promise<{ revision: number; config: ClusterConfig }>;
+  writeConfig(config: ClusterConfig): Promise<number>;
+  leases(subnet?: string): Promise<LeaseRecord[]>;
+  close(): Promise<void>;
+}
+
+function storeAccess(store: Store): ClusterAccess {
+  return {
+    readConfig: () => readClusterConfig(store),
+    writeConfig: (config) => writeClusterConfig(store, config),
+    leases: (subnet) => listLeases(store, subnet),
+    close: () => store.close(),
+  };
+}
+
+function apiAccess(client: LocalApiClient): ClusterAccess {
+  return {
+    readConfig: () => client.call('GET', '/api/v1/config/cluster'),
+    writeConfig: async (config) => (await client.call<{ revision: number }>('PUT', '/api/v1/config/cluster', config)).revision,
+    leases: (subnet) => client.call('GET', `/api/v1/leases${subnet ? `?subnet=${encodeURIComponent(subnet)}` : ''}`),
+    close: async () => {},
+  };
+}
+
+/**
+ * --store opens a store file directly; --config asks the node if it is running (the embedded
+ * store is held by one process at a time) and opens its store otherwise.
+ */
+async function openAccess(flags: StoreFlags): Promise<ClusterAccess> {
+  if (flags.store) return storeAccess(await openStore({ kind: 'embedded', path: flags.store }));
+  if (flags.config) {
+    const node = await loadNodeConfig(flags.config);
+    const client = new LocalApiClient(apiSocketOf(node));
+    if (await client.reachable()) return apiAccess(client);
+    return storeAccess(await openStore({ kind: 'embedded', path: storePathOf(node) }));
+  }
   throw new PxehaError('PXE_ERR_CONFIG_INVALID', 'say which store to use: --config NODE.yaml or --store PATH');
 }
 
-async function withStore<T>(flags: StoreFlags, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStoreFromFlags(flags);
+async function withAccess<T>(flags: StoreFlags, fn: (access: ClusterAccess) => Promise<T>): Promise<T> {
+  const access = await openAccess(flags);
   try {
-    return await fn(store);
+    return await fn(access);
   } finally {
-    await store.close();
+    await access.close();
   }
 }
 
 function storeOptions(cmd: Command): Command {
   return cmd
-    .option('-c, --config <file>', "node configuration whose store to use")
+    .option('-c, --config <file>', 'node configuration: its running node, or else its store')
     .option('--store <path>', 'embedded store file to use directly');
 }
 
@@ -77,7 +115,7 @@ export function buildProgram(): Command {
       console.log(`${opts.file} is valid: ${cluster.subnets.length} subnet(s)`);
       return;
     }
-    const revision = await withStore(opts, (store) => writeClusterConfig(store, cluster));
+    const revision = await withAccess(opts, (access) => access.writeConfig(cluster));
     console.log(`applied ${opts.file} at revision ${revision}: ${cluster.subnets.length} subnet(s)`);
   });
 
@@ -88,11 +126,7 @@ export function buildProgram(): Command {
       .option('--subnet <name>', 'only this subnet')
       .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table')),
   ).action(async (opts: StoreFlags & { subnet?: string; output: 'table' | 'json' }) => {
-    const records = await withStore(opts, async (store) => {
-      const prefix = opts.subnet ? `${LEASE_PREFIX}${opts.subnet}/` : LEASE_PREFIX;
-      const { kvs } = await store.range(prefix, { prefix: true });
-      return kvs.map((kv) => parseLeaseRecord(kv.value)).filter((r): r is LeaseRecord => r !== undefined);
-    });
+    const records = await withAccess(opts, (access) => access.leases(opts.subnet));
     records.sort((a, b) => a.subnet.localeCompare(b.subnet) || ipToInt(a.ip) - ipToInt(b.ip));
     if (opts.output === 'json') {
       console.log(JSON.stringify(records, null, 2));
@@ -110,7 +144,7 @@ export function buildProgram(): Command {
   const config = program.command('config').description('cluster configuration');
   storeOptions(config.command('show').description('print the cluster configuration in the store as JSON')).action(
     async (opts: StoreFlags) => {
-      const stored = await withStore(opts, (store) => readClusterConfig(store));
+      const stored = await withAccess(opts, (access) => access.readConfig());
       console.log(JSON.stringify({ revision: stored.revision, config: stored.config }, null, 2));
     },
   );

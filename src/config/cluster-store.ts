@@ -16,28 +16,38 @@ export interface StoredClusterConfig {
   revision: number;
 }
 
+export interface ClusterConfigSnapshot extends StoredClusterConfig {
+  /** Store revision the read was served at: watch from the next one to miss nothing. */
+  readRevision: number;
+}
+
 export async function writeClusterConfig(store: Store, config: ClusterConfig): Promise<number> {
   const { revision } = await store.put(CLUSTER_CONFIG_KEY, JSON.stringify(config));
   return revision;
 }
 
-export async function readClusterConfig(store: Store): Promise<StoredClusterConfig> {
-  const kv = await store.get(CLUSTER_CONFIG_KEY);
-  if (!kv) return { config: parseClusterConfig({}), revision: 0 };
-  return { config: parseClusterConfig(JSON.parse(kv.value), `store key ${CLUSTER_CONFIG_KEY}`), revision: kv.modRevision };
+export async function readClusterConfig(store: Store): Promise<ClusterConfigSnapshot> {
+  const { kvs, revision: readRevision } = await store.range(CLUSTER_CONFIG_KEY);
+  const kv = kvs[0];
+  if (!kv) return { config: parseClusterConfig({}), revision: 0, readRevision };
+  return {
+    config: parseClusterConfig(JSON.parse(kv.value), `store key ${CLUSTER_CONFIG_KEY}`),
+    revision: kv.modRevision,
+    readRevision,
+  };
 }
 
 /**
- * Calls `onChange` with every new configuration after `fromRevision`. A stored document that
+ * Calls `onChange` with every new configuration after `afterRevision` (a snapshot's readRevision). A stored document that
  * fails validation is reported through `onInvalid` and the node keeps its current one.
  */
 export async function watchClusterConfig(
   store: Store,
-  fromRevision: number,
+  afterRevision: number,
   onChange: (c: StoredClusterConfig) => void,
   onInvalid: (err: Error) => void,
 ): Promise<Watcher> {
-  const watcher = await store.watch(CLUSTER_CONFIG_KEY, { startRevision: fromRevision + 1 });
+  const watcher = await store.watch(CLUSTER_CONFIG_KEY, { startRevision: afterRevision + 1 });
   watcher.on('events', (events) => {
     for (const e of events) {
       if (e.type !== 'put') continue;

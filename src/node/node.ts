@@ -2,7 +2,8 @@
  * One pxeha node, composed: store, cluster configuration (watched), lease view, DHCP engine
  * and sockets. `pxeha serve` runs one; integration tests run them in network namespaces.
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { buildApi } from '../api/app.js';
 import { join } from 'node:path';
 import { readClusterConfig, watchClusterConfig } from '../config/cluster-store.js';
 import type { NodeConfig } from '../config/schema.js';
@@ -27,6 +28,11 @@ export function storePathOf(config: NodeConfig): string {
   return config.store?.path ?? join(config.dataDir, 'store.db');
 }
 
+/** The node's local API socket: reachable from any network namespace, root-only. */
+export function apiSocketOf(config: NodeConfig): string {
+  return join(config.dataDir, 'pxeha.sock');
+}
+
 export async function startNode(config: NodeConfig, log: Logger, clock: Clock = systemClock): Promise<RunningNode> {
   await mkdir(config.dataDir, { recursive: true });
   const metrics = new Metrics({ processMetrics: true });
@@ -46,7 +52,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     );
     const configWatch: Watcher = await watchClusterConfig(
       store,
-      initial.revision,
+      initial.readRevision,
       (next) => {
         engine.applyConfig(next.config);
         metrics.configRevision.set(next.revision);
@@ -69,7 +75,13 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         log.info({ iface: ifname, address: socket.localAddress, port: config.dhcp.port }, 'dhcp listening');
       }
     }
-    log.info({ revision: initial.revision, leases: leases.size, store: store.kind }, 'node started');
+    const api = buildApi({ store, metrics, node: config.name });
+    const socketPath = apiSocketOf(config);
+    await rm(socketPath, { force: true }); // a stale socket from a killed node
+    await api.listen({ path: socketPath });
+    await chmod(socketPath, 0o600);
+    cleanups.push(() => api.close());
+    log.info({ revision: initial.revision, leases: leases.size, store: store.kind, api: socketPath }, 'node started');
     return { store, engine, metrics, close: closeAll };
   } catch (err) {
     await closeAll();

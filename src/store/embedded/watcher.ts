@@ -1,0 +1,144 @@
+/**
+ * A watch on the embedded store. It first replays history from its start revision, a page of
+ * revisions per event-loop turn so a long replay never blocks the loop, then switches to live
+ * events handed over by the store after each commit. The switch happens in the same
+ * synchronous step that finds the history exhausted, and the store publishes a commit in the
+ * same step that makes it readable, so no revision is skipped or delivered twice.
+ *
+ * Deliveries wait until a listener is attached, so events and errors raised between
+ * `await store.watch()` and `on()` are not lost.
+ */
+import { EventEmitter } from 'node:events';
+import { PxehaError } from '../../errors.js';
+import type { WatchEvent, Watcher } from '../store.js';
+import { type KeySpan, spanContains } from './key-span.js';
+import type { RevisionChanges } from './kv-tables.js';
+
+/** Revisions read from history per event-loop turn during a replay. */
+const REPLAY_PAGE_REVISIONS = 500;
+
+/** What a watcher needs from its store. */
+export interface WatchSource {
+  currentRevision(): number;
+  compactRevision(): number;
+  readHistory(span: KeySpan, fromRevision: number, toRevision: number): RevisionChanges[];
+  detach(watcher: EmbeddedWatcher): void;
+}
+
+type Delivery = { events: WatchEvent[]; revision: number } | { error: Error };
+
+export class EmbeddedWatcher extends EventEmitter implements Watcher {
+  readonly #source: WatchSource;
+  readonly #span: KeySpan;
+  readonly #withPrevKv: boolean;
+  #nextRevision: number;
+  #live = false;
+  #ended = false;
+  #cancelled = false;
+  #drainScheduled = false;
+  readonly #queue: Delivery[] = [];
+
+  constructor(source: WatchSource, span: KeySpan, startRevision: number, withPrevKv: boolean) {
+    super();
+    this.#source = source;
+    this.#span = span;
+    this.#nextRevision = startRevision;
+    this.#withPrevKv = withPrevKv;
+    this.on('newListener', (event: string | symbol) => {
+      if (event === 'events' || event === 'error') this.#scheduleDrain();
+    });
+  }
+
+  /** Starts the replay; a start revision older than the compact revision fails at once. */
+  start(): void {
+    this.#replayPage();
+  }
+
+  /** Called by the store right after a commit becomes readable. */
+  publish(changes: readonly RevisionChanges[]): void {
+    if (!this.#live || this.#ended) return;
+    for (const change of changes) {
+      if (change.revision < this.#nextRevision) continue;
+      this.#enqueue(change);
+      this.#nextRevision = change.revision + 1;
+    }
+  }
+
+  /** Ends the watch with an error (compaction, store closed). */
+  fail(error: Error): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#source.detach(this);
+    this.#queue.push({ error });
+    this.#scheduleDrain();
+  }
+
+  async cancel(): Promise<void> {
+    this.#cancelled = true;
+    this.#ended = true;
+    this.#queue.length = 0;
+    this.#source.detach(this);
+  }
+
+  #replayPage(): void {
+    if (this.#ended) return;
+    const source = this.#source;
+    if (this.#nextRevision < source.compactRevision()) {
+      this.fail(
+        new PxehaError(
+          'PXE_ERR_STORE_COMPACTED',
+          `watch needs revision ${this.#nextRevision} but history before ${source.compactRevision()} is compacted`,
+        ),
+      );
+      return;
+    }
+    const lastRevision = source.currentRevision();
+    if (this.#nextRevision > lastRevision) {
+      this.#live = true;
+      return;
+    }
+    const toRevision = Math.min(lastRevision, this.#nextRevision + REPLAY_PAGE_REVISIONS - 1);
+    let changes: RevisionChanges[];
+    try {
+      changes = source.readHistory(this.#span, this.#nextRevision, toRevision);
+    } catch (err) {
+      this.fail(new PxehaError('PXE_ERR_STORE_UNAVAILABLE', 'watch could not read store history', { cause: err }));
+      return;
+    }
+    for (const change of changes) this.#enqueue(change);
+    this.#nextRevision = toRevision + 1;
+    setImmediate(() => this.#replayPage());
+  }
+
+  #enqueue(change: RevisionChanges): void {
+    const events: WatchEvent[] = [];
+    for (const { keyBytes, event } of change.events) {
+      if (!spanContains(this.#span, keyBytes)) continue;
+      events.push(this.#withPrevKv || !event.prevKv ? event : { type: event.type, kv: event.kv });
+    }
+    if (events.length === 0) return;
+    this.#queue.push({ events, revision: change.revision });
+    this.#scheduleDrain();
+  }
+
+  #scheduleDrain(): void {
+    if (this.#drainScheduled) return;
+    this.#drainScheduled = true;
+    queueMicrotask(() => {
+      this.#drainScheduled = false;
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    while (!this.#cancelled) {
+      const head = this.#queue[0];
+      if (!head) return;
+      const channel = 'error' in head ? 'error' : 'events';
+      if (this.listenerCount(channel) === 0) return;
+      this.#queue.shift();
+      if ('error' in head) this.emit('error', head.error);
+      else this.emit('events', head.events, head.revision);
+    }
+  }
+}
