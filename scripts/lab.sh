@@ -58,7 +58,7 @@ ip -n "$cli" link set eth0 address 52:54:00:99:00:77
 echo "--- a dynamic client (52:54:00:99:00:77) asks for an address"
 ip netns exec "$cli" busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s "$work/udhcpc.sh"
 echo "--- pxeha leases"
-node bin/pxeha.js leases --store "$work/lab1/store.db"
+node bin/pxeha.js leases --config "$work/node.yaml"
 
 if ! $once; then
   echo "pxeha is serving 10.99.0.0/24 in namespace $srv; try: ip netns exec $cli busybox udhcpc -i eth0 -n -q -f"

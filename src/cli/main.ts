@@ -133,7 +133,7 @@ export function buildProgram(): Command {
       return;
     }
     const now = Date.now();
-    const table = new Table({ head: ['subnet', 'ip', 'state', 'mac', 'client', 'hostname', 'expires in', 'node'] });
+    const table = new Table({ head: ['subnet', 'ip', 'state', 'mac', 'client', 'hostname', 'expires in', 'node'], style: { head: [], border: [] } });
     for (const r of records) {
       const left = Math.round((r.expiresAtMs - now) / 1000);
       table.push([r.subnet, r.ip, r.state, r.mac, r.clientKey, r.hostname ?? '', left > 0 ? `${left}s` : 'expired', r.node]);
