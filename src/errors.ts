@@ -16,6 +16,10 @@ export const ErrorCodes = {
   PXE_ERR_POOL_EXHAUSTED: { status: 503, retryable: true, doc: 'No free address is left in the pools of a subnet.' },
   PXE_ERR_SOCKET: { status: 500, retryable: false, doc: 'A network socket could not be opened or configured.' },
   PXE_ERR_NOT_FOUND: { status: 404, retryable: false, doc: 'The requested object does not exist.' },
+  PXE_ERR_BAD_REQUEST: { status: 400, retryable: false, doc: 'An HTTP request was malformed (for example a body that is not JSON).' },
+  PXE_ERR_INTERNAL: { status: 500, retryable: false, doc: 'An unexpected failure inside pxeha; the node log has the details.' },
+  PXE_ERR_CONFLICT: { status: 409, retryable: true, doc: 'The request conflicts with the current state (an object in use, or a concurrent change).' },
+  PXE_ERR_PATH_REFUSED: { status: 403, retryable: false, doc: 'An artifact path was refused: outside the root, a symlink out of it, NUL bytes, too long, or not a regular file.' },
 } as const satisfies Record<string, { status: number; retryable: boolean; doc: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

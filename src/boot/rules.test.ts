@@ -13,7 +13,7 @@ describe('decideBoot', () => {
     ['PXE ROM without option 93 is treated as BIOS', pxe(undefined), 'undionly.kpxe'],
     ['x86-64 UEFI', pxe(ClientArch.EFI_X86_64), 'ipxe.efi'],
     ['EFI BC (x86-64 in practice)', pxe(ClientArch.EFI_BC), 'ipxe.efi'],
-    ['ARM64 UEFI', pxe(ClientArch.EFI_ARM64), 'ipxe-arm64.efi'],
+    ['ARM64 UEFI without a configured file gets nothing', pxe(ClientArch.EFI_ARM64), undefined],
     ['unknown architecture gets nothing', pxe(0x1234), undefined],
     ['plain DHCP client gets nothing', { isPxeClient: false, isHttpClient: false, isIpxe: false, arch: undefined }, undefined],
   ];
@@ -31,7 +31,12 @@ describe('decideBoot', () => {
 
   it('gives UEFI HTTP Boot an http:// file and echoes HTTPClient', () => {
     const a = decideBoot({ isPxeClient: false, isHttpClient: true, isIpxe: false, arch: ClientArch.HTTP_X86_64 }, rules, target, undefined);
-    assert.deepEqual(a, { file: 'http://10.99.0.1:8080/ipxe.efi', nextServer: '10.99.0.1', vendorClass: 'HTTPClient', ipxeSkipProxyWait: false, kind: 'http-boot' });
+    assert.deepEqual(a, { file: 'http://10.99.0.1:8080/artifacts/ipxe.efi', nextServer: '10.99.0.1', vendorClass: 'HTTPClient', ipxeSkipProxyWait: false, kind: 'http-boot' });
+  });
+
+  it('ARM64 UEFI gets its configured file', () => {
+    const withArm = { ...rules, files: { ...rules.files, efiArm64: 'arm64/ipxe.efi' } };
+    assert.equal(decideBoot(pxe(ClientArch.EFI_ARM64), withArm, target, undefined)?.file, 'arm64/ipxe.efi');
   });
 
   it('applies per-host overrides', () => {

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import Table from 'cli-table3';
 import { readClusterConfig, writeClusterConfig } from '../config/cluster-store.js';
 import { loadClusterConfig, loadNodeConfig } from '../config/load.js';
-import { listLeases } from '../api/app.js';
+import { listLeases } from '../api/routes.js';
 import { LocalApiClient } from '../api/local-client.js';
 import type { ClusterConfig } from '../config/schema.js';
 import type { LeaseRecord } from '../dhcp/lease-record.js';

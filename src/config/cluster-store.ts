@@ -6,6 +6,7 @@
  */
 import type { Store, Watcher } from '../store/store.js';
 import { parseClusterConfig } from './load.js';
+import { PxehaError } from '../errors.js';
 import type { ClusterConfig } from './schema.js';
 
 export const CLUSTER_CONFIG_KEY = '/pxeha/config/cluster';
@@ -60,4 +61,26 @@ export async function watchClusterConfig(
   });
   watcher.on('error', onInvalid);
   return watcher;
+}
+
+/**
+ * Changes the stored configuration with a compare-and-set, so two concurrent edits (API calls
+ * on two nodes) can never silently undo each other; the result is validated like a file.
+ */
+export async function updateClusterConfig(
+  store: Store,
+  change: (draft: ClusterConfig) => void,
+): Promise<{ config: ClusterConfig; revision: number }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const kv = await store.get(CLUSTER_CONFIG_KEY);
+    const draft = structuredClone(kv ? (JSON.parse(kv.value) as ClusterConfig) : parseClusterConfig({}));
+    change(draft);
+    const config = parseClusterConfig(draft);
+    const result = await store.txn({
+      compare: [{ key: CLUSTER_CONFIG_KEY, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 }],
+      success: [{ type: 'put', key: CLUSTER_CONFIG_KEY, value: JSON.stringify(config) }],
+    });
+    if (result.succeeded) return { config, revision: result.revision };
+  }
+  throw new PxehaError('PXE_ERR_CONFLICT', 'the cluster configuration kept changing; try again');
 }

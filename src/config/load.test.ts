@@ -25,7 +25,7 @@ describe('cluster configuration', () => {
     assert.equal(c.subnets[0]?.mode, 'full');
     assert.equal(c.subnets[0]?.leaseSeconds, 3600);
     assert.equal(c.boot.files.efiX64, 'snponly.efi');
-    assert.equal(c.boot.files.efiArm64, 'ipxe-arm64.efi');
+    assert.equal(c.boot.files.efiArm64, undefined);
     assert.equal(c.dhcp.perClientRatePerSecond, 20);
     assert.ok(Object.isFrozen(c.subnets[0]?.pools[0]));
   });

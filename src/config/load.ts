@@ -63,6 +63,16 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/**
+ * A checker for `schema` that applies defaults to its argument in place and returns the
+ * problems found (empty when valid): what the HTTP layer plugs into Fastify, so API bodies and
+ * files go through the very same validator.
+ */
+export function compileChecker(schema: TSchema): (data: unknown) => ValidationIssue[] {
+  const v = validatorFor(schema);
+  return (data) => (v(data) ? [] : dedupe((v.errors ?? []).map(describeAjvError)));
+}
+
 /** Validates `input` against `schema` (applying defaults to a copy) or throws ConfigError. */
 export function validate<T>(schema: TSchema, input: unknown, what: string): T {
   const copy: unknown = structuredClone(input ?? {});

@@ -97,7 +97,8 @@ export const BootRulesSchema = Type.Object(
         bios: Type.String({ default: 'undionly.kpxe' }),
         efiX64: Type.String({ default: 'ipxe.efi' }),
         efiIa32: Type.String({ default: 'ipxe.efi' }),
-        efiArm64: Type.String({ default: 'ipxe-arm64.efi' }),
+        // No default: Debian's ipxe package has no ARM64 build, and a node advertises only what it holds.
+        efiArm64: Type.Optional(Type.String()),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -109,9 +110,80 @@ export const BootRulesSchema = Type.Object(
       default: 'http://{node}:{httpPort}/boot.ipxe?mac=${net0/mac}&uuid=${uuid}&arch=${buildarch}&serial=${serial}&asset=${asset}',
     }),
     /** Boot file URL for UEFI HTTP Boot clients (vendor class HTTPClient). */
-    httpBootUrl: Type.String({ default: 'http://{node}:{httpPort}/ipxe.efi' }),
+    httpBootUrl: Type.String({ default: 'http://{node}:{httpPort}/artifacts/ipxe.efi' }),
+    /** Profile for machines pxeha does not know (they are recorded as discovered); none: exit to the next boot device. */
+    defaultProfile: Type.Optional(Name),
   },
   { additionalProperties: false, default: {} },
+);
+
+const Labels = Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$' }), Type.String({ maxLength: 253 }), {
+  description: 'Free-form key/value labels',
+});
+
+/**
+ * What a machine boots. Exactly one way to boot per profile (`boot.kind`):
+ * - kernel: kernel + initrds + args, fetched over HTTP from the node (or absolute URLs)
+ * - script: an iPXE script template rendered per machine
+ * - chain: chainload another URL (template)
+ * - localboot: boot from the local disk (`exit` to the next BIOS/UEFI boot device, or `sanboot`)
+ */
+export const ProfileSchema = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    boot: Type.Union([
+      Type.Object(
+        {
+          kind: Type.Literal('kernel'),
+          kernel: Type.String({ minLength: 1, maxLength: 1024 }),
+          // No schema defaults inside a union (Ajv cannot tell which branch they belong to).
+          initrds: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }))),
+          args: Type.Optional(Type.String({ maxLength: 4096 })),
+        },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        { kind: Type.Literal('script'), script: Type.String({ minLength: 1, maxLength: 65536 }) },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        { kind: Type.Literal('chain'), url: Type.String({ minLength: 1, maxLength: 2048 }) },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        {
+          kind: Type.Literal('localboot'),
+          method: Type.Optional(Type.Union([Type.Literal('exit'), Type.Literal('sanboot')])),
+        },
+        { additionalProperties: false },
+      ),
+    ]),
+    /** Install once: after the machine calls back "done", it boots from local disk until reprovisioned. */
+    once: Type.Boolean({ default: false }),
+    /** How a finished `once` machine boots locally. */
+    localboot: Type.Union([Type.Literal('exit'), Type.Literal('sanboot')], { default: 'sanboot' }),
+    /** Per-machine files (kickstart, preseed, cloud-init, autoinstall), rendered from templates. */
+    files: Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$' }), Type.String({ maxLength: 262144 }), {
+      default: {},
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** A machine pxeha knows, matched by MAC or by client UUID (option 97). */
+export const MachineSchema = Type.Object(
+  {
+    name: Name,
+    mac: Type.Optional(Mac),
+    uuid: Type.Optional(
+      Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' }),
+    ),
+    profile: Name,
+    hostname: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$' })),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false },
 );
 
 export const DhcpPolicySchema = Type.Object(
@@ -169,7 +241,11 @@ export const NodeConfigSchema = Type.Object(
       { additionalProperties: false },
     ),
     http: Type.Object(
-      { port: Type.Integer({ minimum: 1, maximum: 65535, default: 8080 }) },
+      {
+        /** Address to listen on; default all. */
+        address: Type.String({ default: '0.0.0.0' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+      },
       { additionalProperties: false, default: {} },
     ),
     /** Directory boot artifacts are served from (TFTP root). */
@@ -188,6 +264,8 @@ export const NodeConfigSchema = Type.Object(
 );
 
 export type ClusterConfig = Static<typeof ClusterConfigSchema>;
+export type Profile = Static<typeof ProfileSchema>;
+export type Machine = Static<typeof MachineSchema>;
 export type SubnetConfig = Static<typeof SubnetSchema>;
 export type ReservationConfig = Static<typeof ReservationSchema>;
 export type DhcpOptionsConfig = Static<typeof DhcpOptionsSchema>;

@@ -2,8 +2,11 @@
  * One pxeha node, composed: store, cluster configuration (watched), lease view, DHCP engine
  * and sockets. `pxeha serve` runs one; integration tests run them in network namespaces.
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
-import { buildApi } from '../api/app.js';
+import { chmod, mkdir, realpath, rm } from 'node:fs/promises';
+import { buildHttpApp } from '../http/app.js';
+import type { HttpContext } from '../http/context.js';
+import { Inventory } from '../inventory/inventory.js';
+import { instrumentStore } from '../store/instrumented.js';
 import { join } from 'node:path';
 import { readClusterConfig, watchClusterConfig } from '../config/cluster-store.js';
 import type { NodeConfig } from '../config/schema.js';
@@ -36,8 +39,9 @@ export function apiSocketOf(config: NodeConfig): string {
 export async function startNode(config: NodeConfig, log: Logger, clock: Clock = systemClock): Promise<RunningNode> {
   await mkdir(config.dataDir, { recursive: true });
   const metrics = new Metrics({ processMetrics: true });
-  const store = await openStore({ kind: 'embedded', path: storePathOf(config) });
-  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const rawStore = await openStore({ kind: 'embedded', path: storePathOf(config) });
+  const store = instrumentStore(rawStore, metrics.storeOpSeconds);
+  const cleanups: (() => Promise<void>)[] = [() => rawStore.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, 'close failed'));
   };
@@ -75,12 +79,32 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         log.info({ iface: ifname, address: socket.localAddress, port: config.dhcp.port }, 'dhcp listening');
       }
     }
-    const api = buildApi({ store, metrics, node: config.name });
+    const inventory = await Inventory.open(store, (err) => log.error({ err: err.message }, 'invalid object in the store skipped'));
+    cleanups.push(() => inventory.close());
+    const httpContext: HttpContext = {
+      nodeName: config.name,
+      advertiseAddress: config.advertiseAddress,
+      httpPort: config.http.port,
+      artifactsRoot: await realpath(config.artifactsDir).catch(() => config.artifactsDir),
+      store,
+      inventory,
+      cluster: () => engine.config,
+      metrics,
+      log,
+      clock,
+    };
+    // The same routes on TCP for machines and operators, and on a root-only Unix socket that
+    // the CLI reaches from any network namespace.
+    const http = await buildHttpApp(httpContext);
+    cleanups.push(() => http.close());
+    await http.listen({ host: config.http.address, port: config.http.port });
+    const local = await buildHttpApp(httpContext);
+    cleanups.push(() => local.close());
     const socketPath = apiSocketOf(config);
     await rm(socketPath, { force: true }); // a stale socket from a killed node
-    await api.listen({ path: socketPath });
+    await local.listen({ path: socketPath });
     await chmod(socketPath, 0o600);
-    cleanups.push(() => api.close());
+    log.info({ address: config.http.address, port: config.http.port }, 'http listening');
     log.info({ revision: initial.revision, leases: leases.size, store: store.kind, api: socketPath }, 'node started');
     return { store, engine, metrics, close: closeAll };
   } catch (err) {

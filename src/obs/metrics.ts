@@ -31,6 +31,43 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+  readonly httpRequests = new Counter({
+    name: 'pxeha_http_requests_total',
+    help: 'HTTP requests answered, by route and status code',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpArtifactBytes = new Counter({
+    name: 'pxeha_http_artifact_bytes_total',
+    help: 'Bytes of boot artifacts sent over HTTP',
+    registers: [this.registry],
+  });
+  readonly artifactRefused = new Counter({
+    name: 'pxeha_artifact_refused_total',
+    help: 'Artifact requests refused by the path rules, by protocol and reason',
+    labelNames: ['protocol', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly apiRejected = new Counter({
+    name: 'pxeha_api_rejected_total',
+    help: 'API requests rejected as invalid, by route',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly storeOpSeconds = new Histogram({
+    name: 'pxeha_store_op_seconds',
+    help: 'Latency of store operations, by operation',
+    labelNames: ['op'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers: [this.registry],
+  });
+  readonly bootStages = new Counter({
+    name: 'pxeha_boot_stage_total',
+    help: 'Machines reaching a boot stage (script, done)',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
+
   /** Where the lease gauge reads its value at scrape time. */
   leaseCount: () => number = () => 0;
   readonly leases: Gauge = new Gauge({

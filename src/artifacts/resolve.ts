@@ -1,0 +1,51 @@
+/**
+ * The one rule for which files a node serves, for TFTP and HTTP alike: a relative path under
+ * the artifacts root, resolved through symlinks and still inside the root, to a regular file.
+ * Everything else is refused with a reason that is logged and counted, never served.
+ */
+import { realpath, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { isAbsolute, join, sep } from 'node:path';
+
+/** Longest request path we consider (bytes); PXE file names are short, attackers' are not. */
+export const MAX_PATH_BYTES = 255;
+
+export type RefusalReason = 'nul-byte' | 'too-long' | 'parent-segment' | 'absolute' | 'outside-root' | 'not-found' | 'not-a-file';
+
+export type Resolution =
+  | { ok: true; path: string; stats: Stats }
+  | { ok: false; reason: RefusalReason; message: string };
+
+/**
+ * Checks a requested path without touching the disk: PXE clients often ask for `/file`, which
+ * means "from the root" (as tftp-hpa -s and dnsmasq treat it), so one leading slash is dropped;
+ * `..` segments, NUL bytes, backslash tricks and over-long names are refused outright.
+ */
+export function checkRequestPath(requested: string): { ok: true; relative: string } | { ok: false; reason: RefusalReason; message: string } {
+  if (requested.includes('\0')) return { ok: false, reason: 'nul-byte', message: 'path contains a NUL byte' };
+  if (Buffer.byteLength(requested) > MAX_PATH_BYTES) return { ok: false, reason: 'too-long', message: `path is longer than ${MAX_PATH_BYTES} bytes` };
+  const relative = requested.replace(/^\/+/, '');
+  const segments = relative.split(/[\\/]+/);
+  if (segments.some((s) => s === '..')) return { ok: false, reason: 'parent-segment', message: 'path contains ".."' };
+  if (isAbsolute(relative) || /^[a-zA-Z]:/.test(relative)) return { ok: false, reason: 'absolute', message: 'absolute paths are not served' };
+  return { ok: true, relative: segments.filter((s) => s !== '' && s !== '.').join('/') };
+}
+
+/** Resolves a requested path under `root` (which must itself be a real path). */
+export async function resolveArtifact(root: string, requested: string): Promise<Resolution> {
+  const checked = checkRequestPath(requested);
+  if (!checked.ok) return checked;
+  let real: string;
+  try {
+    real = await realpath(join(root, checked.relative));
+  } catch {
+    return { ok: false, reason: 'not-found', message: `${checked.relative} not found` };
+  }
+  if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+    return { ok: false, reason: 'outside-root', message: `${checked.relative} resolves outside the artifacts root` };
+  }
+  const stats = await stat(real).catch(() => undefined);
+  if (!stats) return { ok: false, reason: 'not-found', message: `${checked.relative} not found` };
+  if (!stats.isFile()) return { ok: false, reason: 'not-a-file', message: `${checked.relative} is not a regular file` };
+  return { ok: true, path: real, stats };
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { validate } from '../config/load.js';
+import { MachineSchema, ProfileSchema, type Machine, type Profile } from '../config/schema.js';
+import { renderBootScript, renderTemplate, templateView, type RenderInput } from './render.js';
+
+const profile = (p: unknown): Profile => validate<Profile>(ProfileSchema, p, 'profile');
+const machine: Machine = validate<Machine>(
+  MachineSchema,
+  { name: 'web1', mac: '52:54:00:12:34:56', profile: 'debian', hostname: 'web1', labels: { rack: 'a1' } },
+  'machine',
+);
+const node = { name: 'lab1', address: '10.99.0.1', httpPort: 8080 };
+const facts = { mac: '52:54:00:12:34:56', uuid: '12345678-9abc-def0-1234-56789abcdef0', arch: 'x86_64', ip: '10.99.0.100' };
+const input = (p: Profile | undefined, extra: Partial<RenderInput> = {}): RenderInput => ({ facts, machine, profile: p, status: undefined, node, ...extra });
+
+const debian = profile({
+  name: 'debian',
+  boot: {
+    kind: 'kernel',
+    kernel: 'debian-12/linux',
+    initrds: ['debian-12/initrd.gz', 'http://mirror.example/extra.cpio'],
+    args: 'auto=true priority=critical url={{files.preseed_cfg}} hostname={{hostname}} rack={{labels.rack}} console=ttyS0',
+  },
+  once: true,
+  files: { 'preseed.cfg': 'd-i netcfg/get_hostname string {{hostname}}\nd-i preseed/late_command string wget -q -O- {{callbackUrl}}\n' },
+});
+
+describe('renderBootScript', () => {
+  it('kernel profile: whole script', () => {
+    assert.equal(
+      renderBootScript(input(debian)),
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile debian',
+        'kernel http://10.99.0.1:8080/artifacts/debian-12/linux initrd=initrd.gz initrd=extra.cpio auto=true priority=critical url=http://10.99.0.1:8080/machines/52%3A54%3A00%3A12%3A34%3A56/files/preseed.cfg hostname=web1 rack=a1 console=ttyS0',
+        'initrd http://10.99.0.1:8080/artifacts/debian-12/initrd.gz',
+        'initrd http://mirror.example/extra.cpio',
+        'boot',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('installed once-profile: local boot with the reason', () => {
+    const status = { mac: facts.mac, firstSeenMs: 0, lastSeenMs: 0, installedAtMs: Date.UTC(2026, 10, 24, 12, 0, 0) };
+    assert.equal(
+      renderBootScript(input(debian, { status })),
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile debian',
+        '# installed at 2026-11-24T12:00:00.000Z; reprovision to install again',
+        'echo pxeha: installed, booting from local disk',
+        'sanboot --no-describe --drive 0x80 || exit',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('script profile: template rendered, iPXE settings untouched, one shebang', () => {
+    const p = profile({ name: 'menu', boot: { kind: 'script', script: '#!ipxe\necho hello {{hostname}} on ${net0/ip}\nchain {{callbackUrl}}\n\n' } });
+    assert.equal(
+      renderBootScript(input(p)),
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile menu',
+        'echo hello web1 on ${net0/ip}',
+        'chain http://10.99.0.1:8080/boot/done?mac=52%3A54%3A00%3A12%3A34%3A56',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('chain and localboot profiles', () => {
+    const chain = profile({ name: 'c', boot: { kind: 'chain', url: 'http://{{node.address}}:9000/{{mac}}.ipxe' } });
+    assert.equal(renderBootScript(input(chain)).split('\n')[2], 'chain http://10.99.0.1:9000/52:54:00:12:34:56.ipxe');
+    const local = profile({ name: 'l', boot: { kind: 'localboot' } });
+    assert.equal(renderBootScript(input(local)).split('\n')[2], 'exit');
+  });
+
+  it('unknown machine without a default profile exits to the next boot device', () => {
+    assert.equal(
+      renderBootScript({ ...input(undefined), machine: undefined }),
+      ['#!ipxe', '# pxeha lab1: unknown machine 52:54:00:12:34:56', 'echo pxeha: no profile for this machine; trying the next boot device', 'exit', ''].join('\n'),
+    );
+  });
+
+  it('templates cannot run code and do not HTML-escape', () => {
+    const view = templateView(input(debian));
+    assert.equal(renderTemplate('{{#labels}}{{rack}}{{/labels}} <{{hostname}}> & {{constructor}}', view), 'a1 <web1> & ');
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * The node's HTTP server (Fastify): boot scripts and files for iPXE, boot artifacts, the REST
+ * API with its OpenAPI document, Prometheus metrics and health. Request validation uses the
+ * same Ajv validators as configuration files; every error answers with one envelope,
+ * {statusCode, code, error, message, issues?}, and rejected requests are counted.
+ */
+import swagger from '@fastify/swagger';
+import type { TSchema } from '@sinclair/typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { access } from 'node:fs/promises';
+import { STATUS_CODES } from 'node:http';
+import { registerApiRoutes } from '../api/routes.js';
+import { resolveArtifact } from '../artifacts/resolve.js';
+import { compileChecker } from '../config/load.js';
+import { ConfigError, PxehaError } from '../errors.js';
+import type { HttpContext } from './context.js';
+import { registerArtifactRoutes } from './routes/artifacts.js';
+import { registerBootRoutes } from './routes/boot.js';
+
+export function errorEnvelope(err: unknown): { statusCode: number; body: Record<string, unknown> } {
+  if (err instanceof PxehaError) {
+    const body: Record<string, unknown> = { statusCode: err.statusCode, code: err.code, error: STATUS_CODES[err.statusCode] ?? 'Error', message: err.message };
+    if (err instanceof ConfigError) body.issues = err.issues;
+    return { statusCode: err.statusCode, body };
+  }
+  const e = err as { statusCode?: number; message?: string };
+  const statusCode = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500;
+  const code = statusCode === 404 ? 'PXE_ERR_NOT_FOUND' : statusCode < 500 ? 'PXE_ERR_BAD_REQUEST' : 'PXE_ERR_INTERNAL';
+  return { statusCode, body: { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message: e.message ?? String(err) } };
+}
+
+/** Artifacts the configuration tells clients to fetch from this node, which must be present. */
+export function advertisedArtifacts(ctx: HttpContext): string[] {
+  const files = Object.values(ctx.cluster().boot.files).filter((f): f is string => typeof f === 'string');
+  for (const p of ctx.inventory.listProfiles()) {
+    if (p.boot.kind !== 'kernel') continue;
+    for (const ref of [p.boot.kernel, ...(p.boot.initrds ?? [])]) if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) files.push(ref);
+  }
+  return [...new Set(files)];
+}
+
+export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024, return503OnClosing: true });
+
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const check = compileChecker(schema as TSchema);
+    return (data: unknown) => {
+      const issues = check(data);
+      return issues.length === 0 ? { value: data } : { error: new ConfigError(`request ${httpPart ?? 'body'}`, issues) };
+    };
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const { statusCode, body } = errorEnvelope(err);
+    if (statusCode < 500) ctx.metrics.apiRejected.inc({ route: req.routeOptions.url ?? 'unknown' });
+    else ctx.log.error({ err, url: req.url }, 'request failed');
+    void reply.code(statusCode).send(body);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ statusCode: 404, code: 'PXE_ERR_NOT_FOUND', error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    ctx.metrics.httpRequests.inc({ route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'pxeha API', version: '1', description: 'Cluster objects of a pxeha boot cluster' },
+    },
+  });
+
+  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    void reply.header('content-type', ctx.metrics.registry.contentType);
+    return ctx.metrics.registry.metrics();
+  });
+
+  // Ready only when the store answers and every artifact this node advertises is here.
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+    const problems: string[] = [];
+    try {
+      await ctx.store.revision();
+    } catch (err) {
+      problems.push(`store: ${(err as Error).message}`);
+    }
+    await access(ctx.artifactsRoot).catch(() => problems.push(`artifacts directory ${ctx.artifactsRoot} is missing`));
+    for (const f of advertisedArtifacts(ctx)) {
+      const r = await resolveArtifact(ctx.artifactsRoot, f);
+      if (!r.ok) problems.push(`artifact ${f}: ${r.message}`);
+    }
+    return reply.code(problems.length === 0 ? 200 : 503).send({ status: problems.length === 0 ? 'ready' : 'not-ready', node: ctx.nodeName, problems });
+  });
+
+  registerBootRoutes(app, ctx);
+  registerArtifactRoutes(app, ctx);
+  registerApiRoutes(app, ctx);
+  return app;
+}
