@@ -1,12 +1,19 @@
 /**
- * Talks to a running node over its Unix socket, so the CLI works the same whether or not a
- * node holds the embedded store open.
+ * Talks to a node's API: over its Unix socket (the CLI beside a running node, from any network
+ * namespace) or over TCP (`--server http://host:8080`). Error envelopes become the same typed
+ * errors the store path raises, so the CLI reports both alike.
  */
 import { request } from 'node:http';
 import { ConfigError, ErrorCodes, PxehaError, type ErrorCode, type ValidationIssue } from '../errors.js';
 
-export class LocalApiClient {
-  constructor(private readonly socketPath: string) {}
+export type ApiEndpoint = { socketPath: string } | { baseUrl: string };
+
+export class ApiClient {
+  constructor(private readonly endpoint: ApiEndpoint) {}
+
+  get description(): string {
+    return 'socketPath' in this.endpoint ? this.endpoint.socketPath : this.endpoint.baseUrl;
+  }
 
   /** True when a node answers on the socket. */
   async reachable(): Promise<boolean> {
@@ -21,11 +28,17 @@ export class LocalApiClient {
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<T>((resolve, reject) => {
+      const target =
+        'socketPath' in this.endpoint
+          ? { socketPath: this.endpoint.socketPath, path }
+          : (() => {
+              const u = new URL(path, this.endpoint.baseUrl);
+              return { hostname: u.hostname, port: u.port, path: u.pathname + u.search };
+            })();
       const req = request(
         {
-          socketPath: this.socketPath,
+          ...target,
           method,
-          path,
           headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
           timeout: 10_000,
         },
@@ -45,12 +58,12 @@ export class LocalApiClient {
             if (e.code === 'PXE_ERR_CONFIG_INVALID' && Array.isArray(e.issues)) {
               return reject(new ConfigError(String(e.message ?? '').split(':')[0] ?? 'request', e.issues));
             }
-            const code = (e.code && e.code in ErrorCodes ? e.code : 'PXE_ERR_STORE_UNAVAILABLE') as ErrorCode;
-            reject(new PxehaError(code, `node answered ${res.statusCode}: ${e.message ?? text}`));
+            const code = (e.code && e.code in ErrorCodes ? e.code : 'PXE_ERR_INTERNAL') as ErrorCode;
+            reject(new PxehaError(code, e.message ?? `node answered ${res.statusCode}: ${text}`));
           });
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer from ${this.socketPath}`)));
+      req.on('timeout', () => req.destroy(new Error(`no answer from ${this.description}`)));
       req.on('error', reject);
       req.end(payload);
     });
