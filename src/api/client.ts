@@ -18,7 +18,7 @@ export class ApiClient {
   /** True when a node answers on the socket. */
   async reachable(): Promise<boolean> {
     try {
-      await this.call('GET', '/healthz');
+      await this.call('GET', '/livez');
       return true;
     } catch {
       return false;

@@ -18,6 +18,8 @@ export const DropReason = {
   NO_SUBNET: 'no-subnet',
   OTHER_SERVER: 'other-server',
   NOT_PXE: 'not-pxe-client',
+  /** A REQUEST on port 67 in proxy mode: addresses belong to the foreign server. */
+  PROXY_NO_ADDRESSES: 'proxy-no-addresses',
   NO_BOOT_FILE: 'no-boot-file',
   POOL_EXHAUSTED: 'pool-exhausted',
   NO_LEASE: 'no-lease',

@@ -254,6 +254,10 @@ describe('DHCP engine', () => {
       kind: 'drop',
       reason: DropReason.OTHER_SERVER,
     });
+    assert.deepEqual(await decide(request(MessageType.REQUEST, mac(60), { ...pxe, requestedIp: '10.77.0.50', serverId: '10.77.0.1' }), proxyVia), {
+      kind: 'drop',
+      reason: DropReason.PROXY_NO_ADDRESSES,
+    });
     const bootServer: ReceiveInfo = { ...proxyVia, service: 'pxe', source: { address: '10.77.0.50', port: 68 } };
     const ack = replyOf(await decide(request(MessageType.REQUEST, mac(60), { ...pxe, ciaddr: '10.77.0.50' }), bootServer));
     assert.equal(ack.messageType, MessageType.ACK);

@@ -76,6 +76,9 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     return ctx.metrics.registry.metrics();
   });
 
+  // Alive: the process answers. The CLI uses it to find a running node, ready or not.
+  app.get('/livez', { schema: { hide: true } }, async () => ({ status: 'alive', node: ctx.nodeName }));
+
   // Ready only when the store answers and every artifact this node advertises is here.
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const problems: string[] = [];

@@ -20,6 +20,6 @@ export const proxyHandler: Handler = (ctx, draft) => {
   if (t === MessageType.DISCOVER && !onBootServerPort) messageType = MessageType.OFFER;
   else if ((t === MessageType.REQUEST || t === MessageType.INFORM) && onBootServerPort) messageType = MessageType.ACK;
   // The REQUEST on port 67 goes to the server that owns the address, not to us.
-  else return { kind: 'drop', reason: DropReason.OTHER_SERVER };
+  else return { kind: 'drop', reason: DropReason.PROXY_NO_ADDRESSES };
   return { kind: 'reply', draft: withBoot({ ...draft, messageType, yiaddr: '0.0.0.0' }, answer) };
 };
