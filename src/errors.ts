@@ -11,6 +11,7 @@ export const ErrorCodes = {
   PXE_ERR_STORE_UNAVAILABLE: { status: 503, retryable: true, doc: 'The store could not be reached or is closed.' },
   PXE_ERR_STORE_COMPACTED: { status: 410, retryable: false, doc: 'A watch or read asked for a revision older than the store keeps.' },
   PXE_ERR_STORE_BAD_REQUEST: { status: 400, retryable: false, doc: 'A store request was malformed (for example a key repeated in one transaction).' },
+  PXE_ERR_STORE_AUTH: { status: 503, retryable: false, doc: 'The store refused the configured credentials or permissions (etcd user, password, client certificate).' },
   PXE_ERR_LEASE_NOT_FOUND: { status: 404, retryable: false, doc: 'A store lease does not exist or has expired.' },
   PXE_ERR_NOT_LEADER: { status: 409, retryable: true, doc: 'An election leadership was lost or never held.' },
   PXE_ERR_POOL_EXHAUSTED: { status: 503, retryable: true, doc: 'No free address is left in the pools of a subnet.' },

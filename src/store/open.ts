@@ -3,25 +3,30 @@
  * interface, so switching a node from embedded to etcd is a configuration change.
  */
 import { openEmbeddedStore } from './embedded/embedded-store.js';
+import { type EtcdStoreOptions, openEtcdStore } from './etcd/etcd-store.js';
 import type { Store } from './store.js';
 
-export type StoreConfig = {
-  kind: 'embedded';
-  /** SQLite file of the single-node store. */
-  path: string;
-};
-// The etcd branch joins this union with src/store/etcd/: { kind: 'etcd'; endpoints: string[]; ... }.
+export type StoreConfig =
+  | {
+      kind: 'embedded';
+      /** SQLite file of the single-node store. */
+      path: string;
+    }
+  | ({ kind: 'etcd' } & EtcdStoreOptions);
 
 export async function openStore(config: StoreConfig): Promise<Store> {
   switch (config.kind) {
     case 'embedded':
       return openEmbeddedStore({ path: config.path });
-    // case 'etcd': return openEtcdStore(config);
+    case 'etcd': {
+      const { kind: _kind, ...options } = config;
+      return openEtcdStore(options);
+    }
     default:
-      return assertNever(config.kind);
+      return assertNever(config);
   }
 }
 
-function assertNever(kind: never): never {
-  throw new Error(`unknown store kind ${String(kind)}`);
+function assertNever(config: never): never {
+  throw new Error(`unknown store kind ${String((config as { kind?: unknown }).kind)}`);
 }

@@ -5,12 +5,11 @@
  * synchronous step that finds the history exhausted, and the store publishes a commit in the
  * same step that makes it readable, so no revision is skipped or delivered twice.
  *
- * Deliveries wait until a listener is attached, so events and errors raised between
- * `await store.watch()` and `on()` are not lost.
+ * Deliveries wait until a listener is attached (BufferedWatcher).
  */
-import { EventEmitter } from 'node:events';
 import { PxehaError } from '../../errors.js';
-import type { WatchEvent, Watcher } from '../store.js';
+import { BufferedWatcher } from '../buffered-watcher.js';
+import type { WatchEvent } from '../store.js';
 import { type KeySpan, spanContains } from './key-span.js';
 import type { RevisionChanges } from './kv-tables.js';
 
@@ -25,18 +24,13 @@ export interface WatchSource {
   detach(watcher: EmbeddedWatcher): void;
 }
 
-type Delivery = { events: WatchEvent[]; revision: number } | { error: Error };
-
-export class EmbeddedWatcher extends EventEmitter implements Watcher {
+export class EmbeddedWatcher extends BufferedWatcher {
   readonly #source: WatchSource;
   readonly #span: KeySpan;
   readonly #withPrevKv: boolean;
   #nextRevision: number;
   #live = false;
   #ended = false;
-  #cancelled = false;
-  #drainScheduled = false;
-  readonly #queue: Delivery[] = [];
 
   constructor(source: WatchSource, span: KeySpan, startRevision: number, withPrevKv: boolean) {
     super();
@@ -44,9 +38,6 @@ export class EmbeddedWatcher extends EventEmitter implements Watcher {
     this.#span = span;
     this.#nextRevision = startRevision;
     this.#withPrevKv = withPrevKv;
-    this.on('newListener', (event: string | symbol) => {
-      if (event === 'events' || event === 'error') this.#scheduleDrain();
-    });
   }
 
   /** Starts the replay; a start revision older than the compact revision fails at once. */
@@ -69,14 +60,12 @@ export class EmbeddedWatcher extends EventEmitter implements Watcher {
     if (this.#ended) return;
     this.#ended = true;
     this.#source.detach(this);
-    this.#queue.push({ error });
-    this.#scheduleDrain();
+    this.deliverError(error);
   }
 
   async cancel(): Promise<void> {
-    this.#cancelled = true;
     this.#ended = true;
-    this.#queue.length = 0;
+    this.discardDeliveries();
     this.#source.detach(this);
   }
 
@@ -116,29 +105,6 @@ export class EmbeddedWatcher extends EventEmitter implements Watcher {
       if (!spanContains(this.#span, keyBytes)) continue;
       events.push(this.#withPrevKv || !event.prevKv ? event : { type: event.type, kv: event.kv });
     }
-    if (events.length === 0) return;
-    this.#queue.push({ events, revision: change.revision });
-    this.#scheduleDrain();
-  }
-
-  #scheduleDrain(): void {
-    if (this.#drainScheduled) return;
-    this.#drainScheduled = true;
-    queueMicrotask(() => {
-      this.#drainScheduled = false;
-      this.#drain();
-    });
-  }
-
-  #drain(): void {
-    while (!this.#cancelled) {
-      const head = this.#queue[0];
-      if (!head) return;
-      const channel = 'error' in head ? 'error' : 'events';
-      if (this.listenerCount(channel) === 0) return;
-      this.#queue.shift();
-      if ('error' in head) this.emit('error', head.error);
-      else this.emit('events', head.events, head.revision);
-    }
+    if (events.length > 0) this.deliverEvents(events, change.revision);
   }
 }
