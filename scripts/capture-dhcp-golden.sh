@@ -88,7 +88,7 @@ sleep 1
 # $4 how the client was run, $5 how the packets were recorded, $6 the pcap.
 convert() {
   SCENARIO="$1" CLIENT_DESC="$2" SERVER_DESC="$3" CLIENT_CMD="$4" RECORDER="$5" PCAP="$6" \
-    OUT="$OUT" TODAY="$TODAY" node "$TMP/pcap-to-hex.mjs"
+    OUT="$OUT" TODAY="$TODAY" PCAP_UDP="$ROOT/scripts/lib/pcap-udp.mjs" node "$TMP/pcap-to-hex.mjs"
 }
 
 # Records port 67/68 on vsrv while the client command runs, then converts the packets.
@@ -130,12 +130,9 @@ run_for() {
 cat >"$TMP/pcap-to-hex.mjs" <<'EOF'
 // pcap (Ethernet link type) -> one annotated .hex per UDP payload. Deliberately independent of
 // the codec under test: fixed RFC 2131 offsets and a plain TLV walk.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 const env = process.env;
-const pcap = readFileSync(env.PCAP);
-const le = pcap.readUInt32LE(0) === 0xa1b2c3d4 || pcap.readUInt32LE(0) === 0xa1b23c4d;
-const u32 = (o) => (le ? pcap.readUInt32LE(o) : pcap.readUInt32BE(o));
-if (u32(20) !== 1) throw new Error(`link type ${u32(20)} is not Ethernet`);
+const { hexLines, ip, udpDatagrams } = await import(env.PCAP_UDP);
 const NAMES = { 1: 'subnet mask', 3: 'router', 6: 'DNS servers', 12: 'host name', 15: 'domain name',
   28: 'broadcast address', 42: 'NTP servers', 43: 'vendor specific', 50: 'requested IP', 51: 'lease time',
   52: 'overload', 53: 'message type', 54: 'server id', 55: 'parameter request list', 56: 'message',
@@ -143,25 +140,9 @@ const NAMES = { 1: 'subnet mask', 3: 'router', 6: 'DNS servers', 12: 'host name'
   61: 'client id', 66: 'TFTP server name', 67: 'bootfile name', 77: 'user class', 82: 'relay agent info',
   93: 'client arch', 94: 'client NDI', 97: 'client UUID', 118: 'subnet selection', 175: 'iPXE encap' };
 const TYPES = ['', 'discover', 'offer', 'request', 'decline', 'ack', 'nak', 'release', 'inform'];
-const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
-const ip = (b) => [...b].join('.');
-let off = 24;
 const written = new Set();
-while (off + 16 <= pcap.length) {
-  const incl = u32(off + 8);
-  const frame = pcap.subarray(off + 16, off + 16 + incl);
-  off += 16 + incl;
-  if (frame.readUInt16BE(12) !== 0x0800) continue;
-  const ipHdr = frame.subarray(14);
-  const ihl = (ipHdr[0] & 0x0f) * 4;
-  if (ipHdr[9] !== 17) continue;
-  const udp = ipHdr.subarray(ihl);
-  const p = udp.subarray(8, udp.readUInt16BE(4));
-  const lines = [];
-  const row = (bytes, comment) => lines.push(`${hex(bytes).padEnd(48)}${comment ? ` # ${comment}` : ''}`.trimEnd());
-  const rows = (bytes, comment) => {
-    for (let i = 0; i < bytes.length; i += 16) row(bytes.subarray(i, i + 16), i === 0 ? comment : '');
-  };
+for (const { payload: p, wire } of udpDatagrams(env.PCAP)) {
+  const { lines, row, rows } = hexLines();
   const str = (b) => { const z = b.indexOf(0); return JSON.stringify(b.subarray(0, z < 0 ? b.length : z).toString('latin1')); };
   row(p.subarray(0, 1), `op ${p[0] === 1 ? 'BOOTREQUEST' : 'BOOTREPLY'} (RFC 2131 §2)`);
   row(p.subarray(1, 2), `htype ${p[1]}`);
@@ -190,7 +171,6 @@ while (off + 16 <= pcap.length) {
   }
   if (o < p.length) rows(p.subarray(o), `padding after END to ${p.length} bytes`);
   const sender = p[0] === 1 ? env.CLIENT_DESC : env.SERVER_DESC;
-  const src = `${ip(ipHdr.subarray(12, 16))}:${udp.readUInt16BE(0)} -> ${ip(ipHdr.subarray(16, 20))}:${udp.readUInt16BE(2)}`;
   // Client packets are named after the scenario, replies after the server and the scenario.
   // The first packet of each kind is kept (later ones are retransmissions).
   const base = p[0] === 1 ? `${env.SCENARIO}-${type}` : `${env.SERVER_DESC.split(' ')[0]}-${type}-to-${env.SCENARIO}`;
@@ -202,7 +182,7 @@ while (off + 16 <= pcap.length) {
     `# Captured ${env.TODAY} by scripts/capture-dhcp-golden.sh inside a private network namespace`,
     `# Recorded with: ${env.RECORDER}`,
     `# Client command: ${env.CLIENT_CMD}`,
-    `# Wire: UDP ${src}, ${p.length} bytes of BOOTP payload`,
+    `# Wire: UDP ${wire}, ${p.length} bytes of BOOTP payload`,
   ];
   writeFileSync(file, `${header.join('\n')}\n${lines.join('\n')}\n`);
   console.log(`wrote ${file}`);

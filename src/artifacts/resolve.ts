@@ -3,8 +3,7 @@
  * the artifacts root, resolved through symlinks and still inside the root, to a regular file.
  * Everything else is refused with a reason that is logged and counted, never served.
  */
-import { realpath, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { realpathSync, statSync, type Stats } from 'node:fs';
 import { isAbsolute, join, sep } from 'node:path';
 
 /** Longest request path we consider (bytes); PXE file names are short, attackers' are not. */
@@ -31,20 +30,34 @@ export function checkRequestPath(requested: string): { ok: true; relative: strin
   return { ok: true, relative: segments.filter((s) => s !== '' && s !== '.').join('/') };
 }
 
+/** Whether the real path `real` is `root` (itself a real path) or below it. */
+export function isInsideRoot(root: string, real: string): boolean {
+  return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
 /** Resolves a requested path under `root` (which must itself be a real path). */
 export async function resolveArtifact(root: string, requested: string): Promise<Resolution> {
   const checked = checkRequestPath(requested);
   if (!checked.ok) return checked;
+  // Synchronous on purpose: on a local artifacts directory both calls are answered from the
+  // kernel's dentry and inode caches in microseconds, while the promise forms cost a thread-pool
+  // round trip each, which measured as a third of the time of serving a small file over HTTP
+  // (bench/http). nginx, too, opens and stats synchronously.
   let real: string;
   try {
-    real = await realpath(join(root, checked.relative));
+    real = realpathSync.native(join(root, checked.relative));
   } catch {
     return { ok: false, reason: 'not-found', message: `${checked.relative} not found` };
   }
-  if (real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+  if (!isInsideRoot(root, real)) {
     return { ok: false, reason: 'outside-root', message: `${checked.relative} resolves outside the artifacts root` };
   }
-  const stats = await stat(real).catch(() => undefined);
+  let stats: Stats | undefined;
+  try {
+    stats = statSync(real, { throwIfNoEntry: false });
+  } catch {
+    stats = undefined; // EACCES and the like: not servable, as missing
+  }
   if (!stats) return { ok: false, reason: 'not-found', message: `${checked.relative} not found` };
   if (!stats.isFile()) return { ok: false, reason: 'not-a-file', message: `${checked.relative} is not a regular file` };
   return { ok: true, path: real, stats };

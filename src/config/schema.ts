@@ -54,6 +54,12 @@ export const BootOverrideSchema = Type.Object(
     script: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
     /** TFTP/next server instead of the answering node. */
     nextServer: Type.Optional(Ipv4),
+    /**
+     * A file an iPXE client loads by TFTP first (e.g. `undionly.kpxe`, to run the iPXE build of
+     * the node instead of the one in the NIC's ROM); the iPXE it loads then gets the script.
+     * The loop is broken statelessly, see docs/design.md "Chainloading from an iPXE ROM".
+     */
+    ipxeChainFile: Type.Optional(Type.String({ minLength: 1, maxLength: 127 })),
   },
   { additionalProperties: false },
 );
@@ -159,6 +165,11 @@ export const ProfileSchema = Type.Object(
         { additionalProperties: false },
       ),
     ]),
+    /**
+     * Labels that select this profile for machines that name no profile of their own: a machine
+     * whose labels include all of these boots it (the most specific selector wins).
+     */
+    selector: Type.Optional(Labels),
     /** Install once: after the machine calls back "done", it boots from local disk until reprovisioned. */
     once: Type.Boolean({ default: false }),
     /** How a finished `once` machine boots locally. */
@@ -179,7 +190,8 @@ export const MachineSchema = Type.Object(
     uuid: Type.Optional(
       Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' }),
     ),
-    profile: Name,
+    /** The profile it boots; without one, a profile whose selector matches its labels, else the default. */
+    profile: Type.Optional(Name),
     hostname: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$' })),
     labels: Type.Optional(Labels),
   },
@@ -218,6 +230,40 @@ export const StoreConfigSchema = Type.Union([
     },
     { additionalProperties: false },
   ),
+  /**
+   * An etcd v3 cluster (3.4+). Defaults live in src/store/etcd/etcd-store.ts, not here: Ajv
+   * cannot tell which branch of a union a default belongs to. Cross-field rules (certFile with
+   * keyFile, username with a password, https with tls) are checked when the store opens.
+   */
+  Type.Object(
+    {
+      kind: Type.Literal('etcd'),
+      /** Client URLs of the members, all http:// or all https://. */
+      endpoints: Type.Array(Type.String({ pattern: '^https?://[^\\s/]+/?$', maxLength: 512 }), { minItems: 1, maxItems: 32 }),
+      /** PEM files: caFile verifies the members, certFile + keyFile authenticate this node. */
+      tls: Type.Optional(
+        Type.Object(
+          {
+            caFile: Type.Optional(Type.String({ minLength: 1 })),
+            certFile: Type.Optional(Type.String({ minLength: 1 })),
+            keyFile: Type.Optional(Type.String({ minLength: 1 })),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      /** etcd user (RBAC), with password or passwordFile (first line of the file). */
+      username: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+      password: Type.Optional(Type.String({ maxLength: 1024 })),
+      passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+      /** How long start-up tries to reach the cluster before failing; default 5000. */
+      dialTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+      /** Deadline of each store call; default 5000. */
+      requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+      /** How often connectivity is checked when idle; default 2000. */
+      healthCheckIntervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 
 export const NodeConfigSchema = Type.Object(
@@ -245,6 +291,34 @@ export const NodeConfigSchema = Type.Object(
         /** Address to listen on; default all. */
         address: Type.String({ default: '0.0.0.0' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    tftp: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        /** UDP port of read requests; each transfer then gets an ephemeral port of its own. */
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 69 }),
+        /** Address to listen on (and to answer from); default advertiseAddress, else 0.0.0.0. */
+        address: Type.Optional(Ipv4),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** Membership, health and leader-only jobs (src/cluster/); see docs/configuration.md. */
+    cluster: Type.Object(
+      {
+        /** TTL of the node's store lease: a node that stops renewing it is gone for everyone this long after. */
+        memberTtlSeconds: Type.Integer({ minimum: 1, maximum: 60, default: 3 }),
+        /** How often the node rewrites its membership record (load, clock). */
+        publishIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
+        /** Clock difference between nodes above which `pxeha cluster status` warns. */
+        clockSkewWarnMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 2000 }),
+        /** The store's own leader election timeout (etcd --election-timeout), part of the failover window. */
+        storeElectionTimeoutMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 1000 }),
+        /** How often the leader removes offered and released lease records that ended. */
+        leaseExpiryIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 10_000 }),
+        /** How long past its end such a record is kept. */
+        leaseExpiryGraceSeconds: Type.Integer({ minimum: 0, maximum: 31_536_000, default: 60 }),
       },
       { additionalProperties: false, default: {} },
     ),

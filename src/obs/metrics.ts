@@ -48,6 +48,40 @@ export class Metrics {
     labelNames: ['protocol', 'reason'] as const,
     registers: [this.registry],
   });
+  // TFTP, counted by src/tftp/server.ts.
+  readonly tftpTransfers = new Counter({
+    name: 'pxeha_tftp_transfers_total',
+    help: 'TFTP read transfers finished, by result (ok, timeout, client-error, aborted, read-error, protocol-error)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpBytes = new Counter({
+    name: 'pxeha_tftp_bytes_total',
+    help: 'TFTP DATA payload bytes sent, re-sends included',
+    registers: [this.registry],
+  });
+  readonly tftpRetransmits = new Counter({
+    name: 'pxeha_tftp_retransmits_total',
+    help: 'TFTP DATA and OACK packets sent again after a timeout or partial ACK',
+    registers: [this.registry],
+  });
+  readonly tftpRefused = new Counter({
+    name: 'pxeha_tftp_refused_total',
+    help: 'TFTP requests refused, by reason (path rules, write-request, bad-mode, malformed, busy)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpDropped = new Counter({
+    name: 'pxeha_tftp_dropped_total',
+    help: 'TFTP datagrams dropped or answered with an error, by reason (malformed, unknown-tid, not-a-request, duplicate-request)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpActive = new Gauge({
+    name: 'pxeha_tftp_active_transfers',
+    help: 'TFTP transfers in progress',
+    registers: [this.registry],
+  });
   readonly apiRejected = new Counter({
     name: 'pxeha_api_rejected_total',
     help: 'API requests rejected as invalid, by route',
@@ -79,6 +113,30 @@ export class Metrics {
   readonly configRevision = new Gauge({
     name: 'pxeha_config_revision',
     help: 'Store revision of the cluster configuration this node applied',
+    registers: [this.registry],
+  });
+  // Cluster (src/cluster/).
+  readonly nodeDegraded = new Gauge({
+    name: 'pxeha_node_degraded',
+    help: '1 while this node cannot reach the store (it serves from its local view), else 0',
+    registers: [this.registry],
+  });
+  readonly clusterLeader = new Gauge({
+    name: 'pxeha_cluster_leader',
+    help: '1 while this node is the elected leader running cluster-wide jobs, else 0',
+    registers: [this.registry],
+  });
+  /** Where the members gauge reads its value at scrape time. */
+  memberCount: () => number = () => 0;
+  readonly clusterMembers: Gauge = new Gauge({
+    name: 'pxeha_cluster_members',
+    help: 'Nodes registered in the cluster, as this node sees them',
+    registers: [this.registry],
+    collect: () => this.clusterMembers.set(this.memberCount()),
+  });
+  readonly leaseRecordsExpired = new Counter({
+    name: 'pxeha_lease_records_expired_total',
+    help: 'Offered and released lease records the leader removed after they ended',
     registers: [this.registry],
   });
 

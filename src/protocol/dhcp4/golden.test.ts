@@ -7,8 +7,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decodeDhcp4, encodeDhcp4, type EncodeOptions } from './message.js';
-import { listHexFixtures, readHexFixture } from './testdata/read-hex.js';
+import { hexFixtures } from '../testdata/hex.js';
 import type { Dhcp4Message } from './types.js';
+
+const { listHexFixtures, readHexFixture } = hexFixtures(new URL('./testdata/', import.meta.url));
 
 const CLIENT_MAC = '52:54:00:12:34:56';
 const IPXE_MAC = '52:54:00:12:34:57';

@@ -27,8 +27,10 @@ import {
   setOption,
   type RegisteredOptionCode,
 } from './options.js';
-import { readHexFixture } from './testdata/read-hex.js';
+import { hexFixtures } from '../testdata/hex.js';
 import { IpxeSubOption, MessageType, OptionCode, RelaySubOption, type Dhcp4Message } from './types.js';
+
+const { readHexFixture } = hexFixtures(new URL('./testdata/', import.meta.url));
 
 const hex = (h: string): Buffer => Buffer.from(h.replace(/\s+/g, ''), 'hex');
 const withOptions = (entries: [number, Buffer][]): Pick<Dhcp4Message, 'options'> => ({ options: new Map(entries) });

@@ -7,8 +7,10 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { DecodeError, EncodeError } from '../bytes.js';
 import { OPTIONS_OFFSET, decodeDhcp4, encodeDhcp4 } from './message.js';
-import { listHexFixtures, readHexFixture } from './testdata/read-hex.js';
+import { hexFixtures } from '../testdata/hex.js';
 import { OptionCode, type Dhcp4Message } from './types.js';
+
+const { listHexFixtures, readHexFixture } = hexFixtures(new URL('./testdata/', import.meta.url));
 
 const NUM_RUNS = 2000;
 const fixtures = listHexFixtures().map((name) => readHexFixture(name));

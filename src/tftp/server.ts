@@ -1,0 +1,512 @@
+/**
+ * The TFTP socket adapter: read-only, one listening socket per bind address (port 69 by
+ * default), one ephemeral socket per transfer (its own TID, RFC 1350 §4). All protocol decisions
+ * are the pure state machine's (transfer.ts); this file turns datagrams, timers and file reads
+ * into its events and carries out its actions. Nothing thrown on the packet path escapes: a bad
+ * packet is counted and dropped or answered with an ERROR.
+ *
+ * - RRQ: path rules of src/artifacts/resolve.ts (the same as HTTP's), then open in open-file.ts
+ *   (root-relative, `..`/NUL/over-long refused, symlinks out of the root refused, regular files
+ *   only); options per negotiate.ts. The file
+ *   is read through a FileHandle a window plus a bounded read-ahead at a time, never whole.
+ * - WRQ: refused with ERROR 2 "read-only server" (counted as reason write-request).
+ * - A request from a client address:port that already has a transfer is a retransmitted RRQ
+ *   (our first reply was slow or lost): it is dropped, the transfer's own timer re-sends.
+ * - A datagram to a transfer socket from anyone but its client gets ERROR 5 (unknown transfer
+ *   ID) and does not disturb the transfer (RFC 1350 §4).
+ * - Refusals are answered from the listening socket: every client takes the server's TID from
+ *   the first reply, error or not, and a flood of bad requests costs no sockets.
+ * - close() stops listening, aborts every transfer with ERROR 0 "server shutting down" sent to its
+ *   client, and resolves once every socket and file is closed.
+ *
+ * Multi-homed hosts should bind each address (address: [...]) rather than 0.0.0.0, so that the
+ * transfer socket answers from the address the client asked (Node has no IP_PKTINFO). IPv4 only.
+ *
+ * Metrics (defined in src/obs/metrics.ts, on the node's registry):
+ *   pxeha_tftp_transfers_total{result}   ok | timeout | client-error | aborted | read-error | protocol-error
+ *   pxeha_tftp_bytes_total               DATA payload bytes sent, re-sends included (added with
+ *                                        each file read and at the end, not per packet)
+ *   pxeha_tftp_retransmits_total         DATA/OACK packets sent again
+ *   pxeha_tftp_refused_total{reason}     see open-file.ts TftpRefusalReason
+ *   pxeha_tftp_dropped_total{reason}     unknown-tid | malformed | not-a-request | duplicate-request
+ *   pxeha_tftp_active_transfers
+ * Path refusals are also counted in pxeha_artifact_refused_total{protocol="tftp",reason}, next
+ * to HTTP's.
+ */
+import dgram from 'node:dgram';
+import { realpath, type FileHandle } from 'node:fs/promises';
+import type { Registry } from 'prom-client';
+import { PxehaError } from '../errors.js';
+import { silentLogger, type Logger } from '../obs/log.js';
+import { Metrics } from '../obs/metrics.js';
+import { DecodeError } from '../protocol/bytes.js';
+import { Opcode, TransferMode } from '../protocol/tftp/codes.js';
+import { decodeTftp, encodeDataHeader, encodeTftp, type RequestPacket, type TftpPacket } from '../protocol/tftp/packet.js';
+import { DEFAULT_TFTP_POLICY, negotiateRead, type ReadMode, type TftpPolicy } from './negotiate.js';
+import { openForRead, refusal, type Refusal, type TftpRefusalReason } from './open-file.js';
+import {
+  initialTransferState,
+  step,
+  transferConfig,
+  type TransferAction,
+  type TransferEvent,
+  type TransferState,
+} from './transfer.js';
+
+export interface TftpServerOptions {
+  /** Directory served (the artifacts root). */
+  root: string;
+  /** UDP port to listen on; default 69, 0 for any free port. */
+  port?: number;
+  /** Address(es) to bind, one listening socket each; default 0.0.0.0. */
+  address?: string | readonly string[];
+  /** Where the counting goes (the node's Metrics); a private Metrics when absent. */
+  metrics?: Metrics;
+  log?: Logger;
+  policy?: Partial<TftpPolicy>;
+  /** Transfers at once; more are refused with ERROR 0 "server busy". Default 1000. */
+  maxTransfers?: number;
+}
+
+export interface TftpServer {
+  /** The port bound (the first socket's, when several). */
+  readonly port: number;
+  readonly addresses: readonly { address: string; port: number }[];
+  readonly registry: Registry;
+  /** Transfers in progress (including requests whose file is being opened). */
+  readonly activeTransfers: number;
+  /** Aborts every transfer (ERROR 0 to its client), closes every socket and file. */
+  close(): Promise<void>;
+}
+
+interface Endpoint {
+  address: string;
+  port: number;
+}
+
+const SHUTDOWN_MESSAGE = 'server shutting down';
+
+/** An ERROR message as one line of printable latin1 (it may quote the client's file name). */
+function wireText(message: string): string {
+  return message.replace(/[^\x20-\x7e\xa0-\xff]/g, '?');
+}
+
+/** Resolves IP literals synchronously: dgram's default lookup costs a tick per send. */
+function literalLookup(
+  address: string,
+  _options: unknown,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  callback(null, address, 4);
+}
+
+function createUdpSocket(): dgram.Socket {
+  return dgram.createSocket({ type: 'udp4', lookup: literalLookup as unknown as dgram.SocketOptions['lookup'] });
+}
+
+function bindSocket(socket: dgram.Socket, address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new PxehaError('PXE_ERR_SOCKET', `tftp: cannot bind ${address}:${port}: ${err.message}`, { cause: err }));
+    socket.once('error', onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function closeSocket(socket: dgram.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      socket.close(() => resolve());
+    } catch {
+      resolve(); // already closed
+    }
+  });
+}
+
+/** The node's TFTP metrics (src/obs/metrics.ts), under the short names this file uses. */
+class TftpMetrics {
+  readonly transfers: Metrics['tftpTransfers'];
+  readonly bytes: Metrics['tftpBytes'];
+  readonly retransmits: Metrics['tftpRetransmits'];
+  readonly refused: Metrics['tftpRefused'];
+  readonly dropped: Metrics['tftpDropped'];
+  readonly active: Metrics['tftpActive'];
+  /** The node-wide path refusal counter shared with HTTP. */
+  readonly artifactRefused: Metrics['artifactRefused'];
+
+  constructor(m: Metrics) {
+    this.transfers = m.tftpTransfers;
+    this.bytes = m.tftpBytes;
+    this.retransmits = m.tftpRetransmits;
+    this.refused = m.tftpRefused;
+    this.dropped = m.tftpDropped;
+    this.active = m.tftpActive;
+    this.artifactRefused = m.artifactRefused;
+  }
+}
+
+const PATH_REASONS = new Set<TftpRefusalReason>(['nul-byte', 'too-long', 'parent-segment', 'absolute', 'outside-root', 'not-found', 'not-a-file', 'access-denied', 'bad-encoding']);
+
+/** One read transfer: its socket, file, timer, and the state machine's state. */
+class Transfer {
+  private state: TransferState;
+  private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  private closed = false;
+  private readonly startedMs = Date.now();
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(
+    private readonly socket: dgram.Socket,
+    private readonly client: Endpoint,
+    private readonly file: FileHandle,
+    state: TransferState,
+    private readonly server: Server,
+    readonly fields: Record<string, unknown>,
+  ) {
+    this.state = state;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    socket.on('message', (buf, rinfo) => this.onMessage(buf, rinfo));
+    socket.on('error', (err) => this.server.log.debug({ ...this.fields, err: err.message }, 'tftp transfer socket error'));
+  }
+
+  start(): void {
+    this.dispatch({ type: 'start' });
+  }
+
+  abort(reason: string): void {
+    this.dispatch({ type: 'abort', reason });
+  }
+
+  private onMessage(buf: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.closed) return;
+    if (rinfo.port !== this.client.port || rinfo.address !== this.client.address) {
+      // RFC 1350 §4: answer the stranger with ERROR 5, leave the transfer alone.
+      this.server.metrics.dropped.inc({ reason: 'unknown-tid' });
+      this.socket.send(encodeTftp({ opcode: Opcode.ERROR, code: 5, message: 'unknown transfer ID' }), rinfo.port, rinfo.address);
+      return;
+    }
+    let packet: TftpPacket;
+    try {
+      // The hot path of a transfer is a 4-byte ACK: read it without the general decoder.
+      packet = buf.length === 4 && buf.readUInt16BE(0) === Opcode.ACK ? { opcode: Opcode.ACK, block: buf.readUInt16BE(2) } : decodeTftp(buf);
+    } catch (err) {
+      this.server.metrics.dropped.inc({ reason: 'malformed' });
+      this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp malformed packet dropped');
+      return;
+    }
+    this.dispatch({ type: 'packet', packet });
+  }
+
+  private dispatch(event: TransferEvent): void {
+    if (this.closed) return;
+    const { state, actions } = step(this.state, event);
+    this.state = state;
+    for (const action of actions) this.execute(action, actions);
+  }
+
+  private execute(action: TransferAction, batch: readonly TransferAction[]): void {
+    switch (action.type) {
+      case 'send':
+        this.send(action.packet, action.retransmit, batch[batch.length - 1]?.type === 'close');
+        break;
+      case 'armTimer':
+        if (this.timer && this.timerMs === action.ms) this.timer.refresh();
+        else {
+          if (this.timer) clearTimeout(this.timer);
+          this.timerMs = action.ms;
+          this.timer = setTimeout(() => this.dispatch({ type: 'timeout' }), action.ms);
+        }
+        break;
+      case 'cancelTimer':
+        if (this.timer) clearTimeout(this.timer);
+        this.timer = undefined;
+        break;
+      case 'read':
+        this.reportBytes();
+        void this.read(action.offsetBytes, action.lengthBytes);
+        break;
+      case 'close':
+        void this.finish(action);
+        break;
+    }
+  }
+
+  private lastSend: Promise<void> | undefined;
+  /** DATA bytes sent but not yet added to pxeha_tftp_bytes_total (added per read and at the end, not per packet). */
+  private unreportedBytes = 0;
+
+  private reportBytes(): void {
+    if (this.unreportedBytes === 0) return;
+    this.server.metrics.bytes.inc(this.unreportedBytes);
+    this.unreportedBytes = 0;
+  }
+
+  private send(packet: TftpPacket, retransmit: boolean, beforeClose: boolean): void {
+    const { port, address } = this.client;
+    const metrics = this.server.metrics;
+    if (retransmit) metrics.retransmits.inc();
+    try {
+      if (packet.opcode === Opcode.DATA) {
+        // Header and payload as one datagram (sendmsg with two iovecs): no copy of the block.
+        this.socket.send([encodeDataHeader(packet.block), packet.data], port, address);
+        this.unreportedBytes += packet.data.length;
+      } else if (beforeClose) {
+        // The last packet before close (an ERROR): close the socket only once it has gone out.
+        this.lastSend = new Promise((resolve) => this.socket.send(encodeTftp(packet), port, address, () => resolve()));
+      } else {
+        this.socket.send(encodeTftp(packet), port, address);
+      }
+    } catch (err) {
+      this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp send failed');
+    }
+  }
+
+  private async read(offsetBytes: number, lengthBytes: number): Promise<void> {
+    try {
+      const buffer = Buffer.allocUnsafe(lengthBytes);
+      let filled = 0;
+      // A short read from a regular file means end of file, but keep reading until it says 0.
+      for (;;) {
+        const { bytesRead } = await this.file.read(buffer, filled, lengthBytes - filled, offsetBytes + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        if (filled === lengthBytes || this.closed) break;
+      }
+      this.dispatch({ type: 'read', offsetBytes, data: filled === lengthBytes ? buffer : buffer.subarray(0, filled) });
+    } catch (err) {
+      this.dispatch({ type: 'readFailed', message: (err as Error).message });
+    }
+  }
+
+  private async finish(action: Extract<TransferAction, { type: 'close' }>): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const metrics = this.server.metrics;
+    this.reportBytes();
+    metrics.transfers.inc({ result: action.result });
+    const { stats } = action;
+    this.server.log.info(
+      {
+        ...this.fields,
+        result: action.result,
+        detail: action.detail,
+        bytes: stats.dataBytes,
+        blocks: stats.blocksAcked,
+        retransmits: stats.retransmits,
+        ms: Date.now() - this.startedMs,
+      },
+      'tftp transfer finished',
+    );
+    await this.lastSend;
+    await Promise.all([closeSocket(this.socket), this.file.close().catch(() => undefined)]);
+    this.server.forget(this);
+    this.resolveDone();
+  }
+}
+
+/** Internal: the listening sockets and the table of transfers. */
+class Server implements TftpServer {
+  readonly metrics: TftpMetrics;
+  readonly registry: Registry;
+  readonly log: Logger;
+  readonly policy: TftpPolicy;
+  private readonly listeners: { socket: dgram.Socket; address: string; port: number }[] = [];
+  /** client "address:port" → transfer, or 'opening' while its file is being opened. */
+  private readonly transfers = new Map<string, Transfer | 'opening'>();
+  private readonly openings = new Set<Promise<void>>();
+  private closing = false;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly root: string,
+    nodeMetrics: Metrics,
+    log: Logger,
+    policy: TftpPolicy,
+    private readonly maxTransfers: number,
+  ) {
+    this.metrics = new TftpMetrics(nodeMetrics);
+    this.registry = nodeMetrics.registry;
+    this.log = log;
+    this.policy = policy;
+  }
+
+  get port(): number {
+    return this.listeners[0]?.port ?? 0;
+  }
+
+  get addresses(): readonly Endpoint[] {
+    return this.listeners.map(({ address, port }) => ({ address, port }));
+  }
+
+  get activeTransfers(): number {
+    return this.transfers.size;
+  }
+
+  async listen(address: string, port: number): Promise<number> {
+    const socket = createUdpSocket();
+    await bindSocket(socket, address, port);
+    const bound = socket.address().port;
+    this.listeners.push({ socket, address, port: bound });
+    socket.on('message', (buf, rinfo) => this.onRequest(socket, address, buf, rinfo));
+    socket.on('error', (err) => this.log.warn({ address, err: err.message }, 'tftp listening socket error'));
+    return bound;
+  }
+
+  forget(transfer: Transfer): void {
+    for (const [key, value] of this.transfers) {
+      if (value === transfer) {
+        this.transfers.delete(key);
+        break;
+      }
+    }
+    this.metrics.active.set(this.transfers.size);
+  }
+
+  private refuse(listener: dgram.Socket, client: Endpoint, r: Refusal, fields: Record<string, unknown>): void {
+    this.metrics.refused.inc({ reason: r.reason });
+    if (PATH_REASONS.has(r.reason)) this.metrics.artifactRefused.inc({ protocol: 'tftp', reason: r.reason });
+    this.log.info({ ...fields, reason: r.reason, code: r.code, message: r.message }, 'tftp request refused');
+    if (this.closing) return;
+    try {
+      listener.send(encodeTftp({ opcode: Opcode.ERROR, code: r.code, message: wireText(r.message) }), client.port, client.address);
+    } catch {
+      // The listening socket closed under us: shutdown.
+    }
+  }
+
+  private onRequest(listener: dgram.Socket, localAddress: string, buf: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.closing) return;
+    const client: Endpoint = { address: rinfo.address, port: rinfo.port };
+    const fields: Record<string, unknown> = { client: `${client.address}:${client.port}` };
+    let packet: TftpPacket;
+    try {
+      packet = decodeTftp(buf);
+    } catch (err) {
+      const opcode = buf.length >= 2 ? buf.readUInt16BE(0) : -1;
+      if (opcode === Opcode.RRQ || opcode === Opcode.WRQ) {
+        const detail = err instanceof DecodeError ? err.message : String(err);
+        this.refuse(listener, client, refusal('malformed', `malformed request: ${detail}`), fields);
+      } else {
+        this.metrics.dropped.inc({ reason: 'malformed' });
+      }
+      return;
+    }
+    if (packet.opcode === Opcode.WRQ) {
+      this.refuse(listener, client, refusal('write-request', 'read-only server'), { ...fields, file: packet.filename });
+      return;
+    }
+    if (packet.opcode !== Opcode.RRQ) {
+      this.metrics.dropped.inc({ reason: 'not-a-request' });
+      return;
+    }
+    const key = `${client.address}:${client.port}`;
+    if (this.transfers.has(key)) {
+      this.metrics.dropped.inc({ reason: 'duplicate-request' });
+      return;
+    }
+    Object.assign(fields, { file: packet.filename, mode: packet.mode });
+    if (packet.mode !== TransferMode.OCTET && packet.mode !== TransferMode.NETASCII) {
+      this.refuse(listener, client, refusal('bad-mode', `mode ${JSON.stringify(packet.mode)} not supported`), fields);
+      return;
+    }
+    if (this.transfers.size >= this.maxTransfers) {
+      this.refuse(listener, client, refusal('busy', 'server busy'), fields);
+      return;
+    }
+    this.transfers.set(key, 'opening');
+    this.metrics.active.set(this.transfers.size);
+    const opening = this.begin(listener, localAddress, client, packet, packet.mode, fields)
+      .catch((err: unknown) => {
+        this.log.error({ ...fields, err }, 'tftp request failed');
+        if (this.transfers.get(key) === 'opening') this.transfers.delete(key);
+      })
+      .finally(() => {
+        this.openings.delete(opening);
+        this.metrics.active.set(this.transfers.size);
+      });
+    this.openings.add(opening);
+  }
+
+  private async begin(
+    listener: dgram.Socket,
+    localAddress: string,
+    client: Endpoint,
+    request: RequestPacket,
+    mode: ReadMode,
+    fields: Record<string, unknown>,
+  ): Promise<void> {
+    const key = `${client.address}:${client.port}`;
+    const opened = await openForRead(this.root, request.filename);
+    if (!opened.ok) {
+      this.transfers.delete(key);
+      this.refuse(listener, client, opened, fields);
+      return;
+    }
+    if (this.closing) {
+      this.transfers.delete(key);
+      await opened.handle.close();
+      return;
+    }
+    const socket = createUdpSocket();
+    try {
+      await bindSocket(socket, localAddress, 0);
+    } catch (err) {
+      this.transfers.delete(key);
+      await Promise.all([opened.handle.close(), closeSocket(socket)]);
+      this.log.warn({ ...fields, err: (err as Error).message }, 'tftp: no socket for a transfer');
+      return;
+    }
+    const negotiated = negotiateRead(request.options, mode, opened.stats.size, this.policy);
+    const state = initialTransferState(transferConfig(mode, negotiated, this.policy));
+    Object.assign(fields, { blksize: negotiated.blksize, windowsize: negotiated.windowsize, tid: socket.address().port });
+    const transfer = new Transfer(socket, client, opened.handle, state, this, fields);
+    this.transfers.set(key, transfer);
+    this.log.debug({ ...fields, size: opened.stats.size, options: Object.fromEntries(request.options) }, 'tftp transfer started');
+    transfer.start();
+    if (this.closing) transfer.abort(SHUTDOWN_MESSAGE);
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.listeners.map((l) => closeSocket(l.socket)));
+    await Promise.all([...this.openings]);
+    const running = [...this.transfers.values()].filter((t): t is Transfer => t !== 'opening');
+    for (const transfer of running) transfer.abort(SHUTDOWN_MESSAGE);
+    await Promise.all(running.map((t) => t.done));
+    this.metrics.active.set(0);
+  }
+}
+
+/** Starts a read-only TFTP server on `address` (each, when several) and `port`. */
+export async function startTftpServer(options: TftpServerOptions): Promise<TftpServer> {
+  let root: string;
+  try {
+    root = await realpath(options.root);
+  } catch (err) {
+    throw new PxehaError('PXE_ERR_CONFIG_INVALID', `tftp root ${options.root}: ${(err as Error).message}`, { cause: err });
+  }
+  const policy: TftpPolicy = { ...DEFAULT_TFTP_POLICY, ...options.policy };
+  const server = new Server(root, options.metrics ?? new Metrics(), options.log ?? silentLogger(), policy, options.maxTransfers ?? 1000);
+  const addresses = options.address === undefined ? ['0.0.0.0'] : typeof options.address === 'string' ? [options.address] : [...options.address];
+  let port = options.port ?? 69;
+  try {
+    for (const address of addresses) {
+      // With port 0 the first socket picks a port and the others take the same one.
+      port = await server.listen(address, port);
+    }
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  return server;
+}

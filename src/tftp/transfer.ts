@@ -1,0 +1,390 @@
+/**
+ * One TFTP read transfer (server → client) as a pure state machine:
+ *
+ *   step(state, event) → { state, actions }
+ *
+ * No sockets, no timers, no file system, no clock. The adapter (server.ts) turns datagrams,
+ * timer expiries and read results into events and carries out the actions: send a packet, arm
+ * or cancel the one retransmission timer, read a range of the file, close. File data is asked
+ * for with `read` actions and comes back as `read` events, so the file is streamed: the state
+ * holds at most the blocks of the current window plus `readAheadBlocks` (and, in netascii, less
+ * than one block of converted bytes) — never the file.
+ *
+ * Protocol behaviour, with the rule each follows:
+ * - Options (RFC 2347 §2): with anything acknowledged, send OACK and wait for ACK 0; an ERROR
+ *   instead (code 8 "option negotiation refused", or any other) ends the transfer silently.
+ *   Without options, DATA 1 goes first (RFC 1350 §6).
+ * - Window (RFC 7440 §4): up to `windowsize` DATA blocks are sent without waiting; an ACK of any
+ *   block in flight acknowledges it and every block before it, and sending resumes from the block
+ *   after it — which re-sends the rest of the window when the ACK was partial (the client saw a
+ *   gap). Windowsize 1 is RFC 1350 lock step.
+ * - Duplicate ACKs (the ACK of the block before the window) are ignored: re-sending on them is
+ *   the Sorcerer's Apprentice bug (RFC 1123 §4.2.3.1). Only the timer re-sends.
+ * - Retransmission: when the timer expires the window (or OACK) is sent again and the timeout
+ *   doubles, up to `maxTimeoutMs`; after `maxRetries` re-sends with no progress the transfer
+ *   closes with 'timeout'. Any ACK that moves the window resets both.
+ * - Block numbers are 16 bits on the wire and wrap from 65535 to 0 (RFC 1350 sets no limit; this
+ *   is what tftp-hpa, curl and iPXE expect). Internally blocks are absolute (1, 2, … past 65535).
+ * - End: a DATA block shorter than blksize is the last one (RFC 1350 §6). When the (converted)
+ *   size is an exact multiple of blksize — including an empty file — the last block is empty.
+ *   The transfer succeeds when that block is acknowledged.
+ * - Netascii (RFC 1350 §5, see netascii.ts): converted while streaming; block boundaries fall
+ *   on converted bytes, so reads carry a tail of less than one block to the next read.
+ * - Any other packet from the client (DATA, OACK, a request) is an illegal operation: ERROR 4 and
+ *   close. An abort (server shutdown) sends ERROR 0 with the reason; a failed read sends ERROR 0.
+ */
+import { BLOCK_NUMBER_MODULUS, Opcode, OpcodeName, TftpErrorCode, TransferMode, tftpErrorName } from '../protocol/tftp/codes.js';
+import { toNetascii } from '../protocol/tftp/netascii.js';
+import type { TftpPacket } from '../protocol/tftp/packet.js';
+import type { Negotiated, ReadMode, TftpPolicy } from './negotiate.js';
+
+export const TransferResult = {
+  OK: 'ok',
+  /** No progress after maxRetries re-sends. */
+  TIMEOUT: 'timeout',
+  /** The client sent an ERROR (e.g. 8 to refuse the OACK, or a PXE ROM's size-only probe). */
+  CLIENT_ERROR: 'client-error',
+  /** Stopped by the server (shutdown). */
+  ABORTED: 'aborted',
+  READ_ERROR: 'read-error',
+  /** The client sent something that makes no sense here. */
+  PROTOCOL_ERROR: 'protocol-error',
+} as const;
+export type TransferResult = (typeof TransferResult)[keyof typeof TransferResult];
+
+export interface TransferConfig {
+  readonly mode: ReadMode;
+  readonly blksize: number;
+  readonly windowsize: number;
+  /** The OACK to send first; undefined to start with DATA 1. */
+  readonly oack: ReadonlyMap<string, string> | undefined;
+  readonly initialTimeoutMs: number;
+  readonly maxTimeoutMs: number;
+  readonly maxRetries: number;
+  /** Blocks read ahead of the window (policy.readAheadBytes in blocks). */
+  readonly readAheadBlocks: number;
+}
+
+export interface TransferStats {
+  /** DATA packets sent, re-sends included. */
+  readonly dataPackets: number;
+  /** DATA payload bytes sent, re-sends included. */
+  readonly dataBytes: number;
+  /** Packets (DATA or OACK) sent again. */
+  readonly retransmits: number;
+  readonly timeouts: number;
+  /** ACKs ignored because they acknowledged nothing new. */
+  readonly duplicateAcks: number;
+  /** Blocks the client acknowledged. */
+  readonly blocksAcked: number;
+}
+
+export type Phase = 'new' | 'oack' | 'data' | 'closed';
+
+export interface TransferState {
+  readonly config: TransferConfig;
+  readonly phase: Phase;
+  /** Absolute number (from 1) of the first block not yet acknowledged. */
+  readonly base: number;
+  /** Highest block sent since the window last (re)started; base − 1 when none. */
+  readonly sentUpTo: number;
+  /** Highest block ever sent, to tell re-sends apart. */
+  readonly highestSent: number;
+  /** Blocks from `base` on that are in memory: blksize bytes each, the final one shorter. */
+  readonly blocks: readonly Buffer[];
+  /** Absolute number of the final (short) block, once the end of the file has been read. */
+  readonly finalBlock: number | undefined;
+  /** Converted bytes read but not yet a whole block (netascii, or a short read). */
+  readonly tail: Buffer;
+  /** File offset of the next read. */
+  readonly readOffsetBytes: number;
+  /** The read in flight (at most one). */
+  readonly pendingRead: { readonly offsetBytes: number; readonly lengthBytes: number } | undefined;
+  readonly retries: number;
+  readonly timeoutMs: number;
+  readonly timerArmed: boolean;
+  readonly stats: TransferStats;
+}
+
+export type TransferEvent =
+  | { type: 'start' }
+  /** A decoded datagram from the client's TID (the adapter answers strangers itself). */
+  | { type: 'packet'; packet: TftpPacket }
+  /** Result of a `read` action; fewer bytes than asked for means end of file. */
+  | { type: 'read'; offsetBytes: number; data: Buffer }
+  | { type: 'readFailed'; message: string }
+  /** The timer armed last has expired. */
+  | { type: 'timeout' }
+  | { type: 'abort'; reason: string };
+
+export type TransferAction =
+  | { type: 'send'; packet: TftpPacket; retransmit: boolean }
+  /** (Re)arm the transfer's single timer; replaces any armed one. */
+  | { type: 'armTimer'; ms: number }
+  | { type: 'cancelTimer' }
+  /** Read up to `lengthBytes` at `offsetBytes`; answer with a `read` event (short = EOF). */
+  | { type: 'read'; offsetBytes: number; lengthBytes: number }
+  /** Final action: release the socket and file. Sends listed before it still go out. */
+  | { type: 'close'; result: TransferResult; detail: string; stats: TransferStats };
+
+export interface StepResult {
+  state: TransferState;
+  actions: TransferAction[];
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The transfer configuration for negotiated options under a server policy. */
+export function transferConfig(mode: ReadMode, negotiated: Negotiated, policy: TftpPolicy): TransferConfig {
+  const initialTimeoutMs = negotiated.timeoutMs ?? policy.initialTimeoutMs;
+  return {
+    mode,
+    blksize: negotiated.blksize,
+    windowsize: negotiated.windowsize,
+    oack: negotiated.oack,
+    initialTimeoutMs,
+    maxTimeoutMs: Math.max(policy.maxTimeoutMs, initialTimeoutMs),
+    maxRetries: policy.maxRetries,
+    readAheadBlocks: Math.ceil(policy.readAheadBytes / negotiated.blksize),
+  };
+}
+
+export function initialTransferState(config: TransferConfig): TransferState {
+  return {
+    config,
+    phase: 'new',
+    base: 1,
+    sentUpTo: 0,
+    highestSent: 0,
+    blocks: [],
+    finalBlock: undefined,
+    tail: EMPTY,
+    readOffsetBytes: 0,
+    pendingRead: undefined,
+    retries: 0,
+    timeoutMs: config.initialTimeoutMs,
+    timerArmed: false,
+    stats: { dataPackets: 0, dataBytes: 0, retransmits: 0, timeouts: 0, duplicateAcks: 0, blocksAcked: 0 },
+  };
+}
+
+/** The 16-bit wire number of an absolute block number. */
+export function wireBlock(block: number): number {
+  return block % BLOCK_NUMBER_MODULUS;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * Builds the next state of one step: a copy of the old state (and of its stats) made once, then
+ * updated in place, so `step` stays pure without copying the state for every field it changes.
+ */
+class Step {
+  readonly actions: TransferAction[] = [];
+  readonly s: Mutable<TransferState>;
+  readonly stats: Mutable<TransferStats>;
+
+  constructor(state: TransferState) {
+    this.stats = { ...state.stats };
+    this.s = { ...state, stats: this.stats };
+  }
+
+  arm(): void {
+    this.actions.push({ type: 'armTimer', ms: this.s.timeoutMs });
+    this.s.timerArmed = true;
+  }
+
+  disarm(): void {
+    if (!this.s.timerArmed) return;
+    this.actions.push({ type: 'cancelTimer' });
+    this.s.timerArmed = false;
+  }
+
+  close(result: TransferResult, detail: string, error?: { code: TftpErrorCode; message: string }): void {
+    if (error) this.actions.push({ type: 'send', packet: { opcode: Opcode.ERROR, ...error }, retransmit: false });
+    this.disarm();
+    Object.assign(this.s, { phase: 'closed', blocks: [], tail: EMPTY, pendingRead: undefined });
+    this.actions.push({ type: 'close', result, detail, stats: { ...this.stats } });
+  }
+
+  sendOack(retransmit: boolean): void {
+    const oack = this.s.config.oack;
+    if (!oack) return;
+    this.actions.push({ type: 'send', packet: { opcode: Opcode.OACK, options: new Map(oack) }, retransmit });
+    if (retransmit) this.stats.retransmits++;
+    this.arm();
+  }
+
+  /** Sends the window's blocks after sentUpTo that are in memory; arms or cancels the timer. */
+  fill(): void {
+    const s = this.s;
+    const { base, blocks, config } = s;
+    const windowEnd = Math.min(base + config.windowsize - 1, base + blocks.length - 1);
+    const firstToSend = s.sentUpTo + 1;
+    for (let block = firstToSend; block <= windowEnd; block++) {
+      const data = blocks[block - base] as Buffer;
+      const retransmit = block <= s.highestSent;
+      this.actions.push({ type: 'send', packet: { opcode: Opcode.DATA, block: wireBlock(block), data }, retransmit });
+      this.stats.dataPackets++;
+      this.stats.dataBytes += data.length;
+      if (retransmit) this.stats.retransmits++;
+      s.sentUpTo = block;
+    }
+    s.highestSent = Math.max(s.highestSent, s.sentUpTo);
+    if (s.sentUpTo >= base) {
+      if (windowEnd >= firstToSend) this.arm();
+    } else {
+      // Nothing in flight: the window's data is still being read. The read's event resumes.
+      this.disarm();
+    }
+  }
+
+  /** Asks for more file data when the buffer has fallen below the window plus half the read-ahead. */
+  maybeRead(): void {
+    const { pendingRead, finalBlock, blocks, config, tail, readOffsetBytes } = this.s;
+    if (pendingRead || finalBlock !== undefined) return;
+    const lowWater = config.windowsize + Math.ceil(config.readAheadBlocks / 2);
+    if (blocks.length >= lowWater) return;
+    const wantBlocks = config.windowsize + config.readAheadBlocks - blocks.length;
+    const lengthBytes = wantBlocks * config.blksize - tail.length;
+    this.actions.push({ type: 'read', offsetBytes: readOffsetBytes, lengthBytes });
+    this.s.pendingRead = { offsetBytes: readOffsetBytes, lengthBytes };
+  }
+
+  /** Appends a read result to the buffered blocks. */
+  absorb(data: Buffer, lengthBytes: number): void {
+    const { config, tail, base } = this.s;
+    const converted = config.mode === TransferMode.NETASCII ? toNetascii(data) : data;
+    const joined = tail.length === 0 ? converted : Buffer.concat([tail, converted]);
+    const blocks = [...this.s.blocks];
+    const whole = Math.floor(joined.length / config.blksize);
+    for (let i = 0; i < whole; i++) blocks.push(joined.subarray(i * config.blksize, (i + 1) * config.blksize));
+    const rest = joined.subarray(whole * config.blksize);
+    const eof = data.length < lengthBytes;
+    if (eof) {
+      blocks.push(rest); // the final block: shorter than blksize, possibly empty
+      Object.assign(this.s, { blocks, tail: EMPTY, finalBlock: base + blocks.length - 1 });
+    } else {
+      Object.assign(this.s, { blocks, tail: rest });
+    }
+    this.s.pendingRead = undefined;
+    this.s.readOffsetBytes += data.length;
+  }
+
+  /** Restarts the window at `base` after a timeout. */
+  retransmit(): boolean {
+    const s = this.s;
+    this.stats.timeouts++;
+    s.timerArmed = false;
+    if (s.retries >= s.config.maxRetries) {
+      this.close(TransferResult.TIMEOUT, `no ACK after ${s.retries + 1} sends of ${s.phase === 'oack' ? 'the OACK' : `block ${s.base}`}`);
+      return false;
+    }
+    s.retries++;
+    s.timeoutMs = Math.min(s.timeoutMs * 2, s.config.maxTimeoutMs);
+    return true;
+  }
+}
+
+/** Absolute block in [base − 1, sentUpTo] whose wire number is `wire`, if any. */
+function matchAck(s: TransferState, wire: number): number | undefined {
+  // sentUpTo − (base − 1) ≤ windowsize ≤ 65535, so at most one block in range has this number.
+  const offset = (wire - wireBlock(s.base - 1) + BLOCK_NUMBER_MODULUS) % BLOCK_NUMBER_MODULUS;
+  const block = s.base - 1 + offset;
+  return block <= s.sentUpTo ? block : undefined;
+}
+
+function onAck(step: Step, wire: number): void {
+  const s = step.s;
+  if (s.phase === 'oack') {
+    if (wire !== 0) return; // nothing but ACK 0 answers an OACK (RFC 2347 §2)
+    Object.assign(s, { phase: 'data', retries: 0, timeoutMs: s.config.initialTimeoutMs });
+    step.fill();
+    step.maybeRead();
+    return;
+  }
+  const block = matchAck(s, wire);
+  if (block === undefined) return; // not in flight: a stray or very late ACK
+  if (block === s.base - 1) {
+    step.stats.duplicateAcks++;
+    return; // no re-send on a duplicate ACK: Sorcerer's Apprentice
+  }
+  step.stats.blocksAcked += block - s.base + 1;
+  if (block === s.finalBlock) {
+    step.close(TransferResult.OK, `${block} blocks acknowledged`);
+    return;
+  }
+  // RFC 7440 §4: resume from the block after the one acknowledged.
+  Object.assign(s, {
+    blocks: s.blocks.slice(block - s.base + 1),
+    base: block + 1,
+    sentUpTo: block,
+    retries: 0,
+    timeoutMs: s.config.initialTimeoutMs,
+  });
+  step.fill();
+  step.maybeRead();
+}
+
+/** The transfer's next state and the actions to carry out, in order. */
+export function step(state: TransferState, event: TransferEvent): StepResult {
+  const step = new Step(state);
+  if (state.phase === 'closed') return { state, actions: [] };
+  switch (event.type) {
+    case 'start':
+      if (state.phase !== 'new') break;
+      if (state.config.oack) {
+        step.s.phase = 'oack';
+        step.sendOack(false);
+      } else {
+        step.s.phase = 'data';
+      }
+      step.maybeRead(); // in the OACK phase this reads ahead while the client answers
+      break;
+    case 'packet': {
+      const packet = event.packet;
+      if (state.phase === 'new') break;
+      if (packet.opcode === Opcode.ACK) onAck(step, packet.block);
+      else if (packet.opcode === Opcode.ERROR) {
+        step.close(
+          TransferResult.CLIENT_ERROR,
+          `client sent ERROR ${packet.code} (${tftpErrorName(packet.code)}): ${packet.message}`,
+        );
+      } else {
+        const name = OpcodeName[packet.opcode];
+        step.close(TransferResult.PROTOCOL_ERROR, `client sent ${name} during a read transfer`, {
+          code: TftpErrorCode.ILLEGAL_OPERATION,
+          message: `unexpected ${name}`,
+        });
+      }
+      break;
+    }
+    case 'read': {
+      const pending = state.pendingRead;
+      if (!pending || pending.offsetBytes !== event.offsetBytes) break; // not the read we asked for
+      step.absorb(event.data, pending.lengthBytes);
+      if (state.phase === 'data') step.fill();
+      step.maybeRead();
+      break;
+    }
+    case 'readFailed':
+      step.close(TransferResult.READ_ERROR, `read failed: ${event.message}`, {
+        code: TftpErrorCode.NOT_DEFINED,
+        message: 'read error',
+      });
+      break;
+    case 'timeout':
+      if (!state.timerArmed) break; // a timer already cancelled or replaced
+      if (!step.retransmit()) break;
+      if (state.phase === 'oack') step.sendOack(true);
+      else {
+        step.s.sentUpTo = state.base - 1;
+        step.fill();
+      }
+      break;
+    case 'abort':
+      step.close(TransferResult.ABORTED, event.reason, { code: TftpErrorCode.NOT_DEFINED, message: event.reason });
+      break;
+  }
+  return { state: step.s, actions: step.actions };
+}
