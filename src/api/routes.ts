@@ -22,6 +22,12 @@ import { LEASE_PREFIX, parseLeaseRecord, type LeaseRecord } from '../dhcp/lease-
 import { PxehaError } from '../errors.js';
 import type { HttpContext } from '../http/context.js';
 import type { Store } from '../store/store.js';
+import { formatBackup, takeBackup } from '../cluster/backup.js';
+import { withDeadline } from '../cluster/session.js';
+import { PXEHA_VERSION } from '../cluster/version.js';
+
+/** How long the status route waits for the store before reporting it unreachable. */
+const STATUS_STORE_DEADLINE_MS = 1500;
 
 export async function listLeases(store: Store, subnet?: string): Promise<LeaseRecord[]> {
   const { kvs } = await store.range(subnet ? `${LEASE_PREFIX}${subnet}/` : LEASE_PREFIX, { prefix: true });
@@ -56,13 +62,38 @@ export function registerApiRoutes(app: FastifyInstance, ctx: HttpContext): void 
   const tags = (t: string): { tags: string[] } => ({ tags: [t] });
   const body = (schema: TSchema) => schema;
 
-  app.get('/api/v1/status', { schema: { ...tags('node') } }, async () => ({
-    node: ctx.nodeName,
-    store: { kind: ctx.store.kind, revision: await ctx.store.revision() },
-    configRevision: (await readClusterConfig(ctx.store)).revision,
-    uptimeSeconds: Math.round(process.uptime()),
-    version: process.env.npm_package_version ?? '0.1.0',
-  }));
+  // Answers even when the store does not (bounded reads): a cut-off node must say it is degraded.
+  app.get('/api/v1/status', { schema: { ...tags('node') } }, async () => {
+    const health = ctx.health?.() ?? { state: 'ok' as const, leader: false };
+    const reads = await withDeadline(
+      Promise.all([ctx.store.revision(), readClusterConfig(ctx.store)]),
+      STATUS_STORE_DEADLINE_MS,
+      'status',
+    ).catch((err: Error) => err);
+    return {
+      node: ctx.nodeName,
+      state: health.state,
+      ...(health.reason !== undefined ? { reason: health.reason } : {}),
+      leader: health.leader,
+      store: reads instanceof Error
+        ? { kind: ctx.store.kind, reachable: false, error: reads.message }
+        : { kind: ctx.store.kind, reachable: true, revision: reads[0] },
+      ...(reads instanceof Error ? {} : { configRevision: reads[1].revision }),
+      uptimeSeconds: Math.round(process.uptime()),
+      version: PXEHA_VERSION,
+    };
+  });
+
+  // The cluster as this node sees it: members, leader, applied revisions, clock skew, store health.
+  app.get('/api/v1/cluster', { schema: tags('cluster') }, async () => {
+    if (!ctx.clusterStatus) throw new PxehaError('PXE_ERR_NOT_FOUND', 'this node runs without cluster membership');
+    return ctx.clusterStatus();
+  });
+  // A consistent snapshot of all durable cluster state (pxeha backup), as JSON lines.
+  app.get('/api/v1/backup', { schema: tags('cluster') }, async (_req, reply) => {
+    const text = formatBackup(await takeBackup(ctx.store, ctx.clock.now()));
+    return reply.type('application/x-ndjson').send(text);
+  });
 
   // Cluster configuration as one document (what `pxeha apply` writes).
   app.get('/api/v1/config/cluster', { schema: tags('config') }, async () => {

@@ -12,7 +12,7 @@ import type { ClusterConfig, Machine, Profile } from '../config/schema.js';
 import type { LeaseRecord } from '../dhcp/lease-record.js';
 import { PxehaError } from '../errors.js';
 import { Inventory } from '../inventory/inventory.js';
-import { apiSocketOf, storePathOf } from '../node/node.js';
+import { apiSocketOf, describeStore, storeConfigOf } from '../node/node.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 
@@ -94,8 +94,8 @@ export async function openAccess(flags: AccessFlags): Promise<ClusterAccess> {
     const node = await loadNodeConfig(flags.config);
     const client = new ApiClient({ socketPath: apiSocketOf(node) });
     if (await client.reachable()) return apiAccess(client);
-    const path = storePathOf(node);
-    return storeAccess(await openStore({ kind: 'embedded', path }), path);
+    const store = storeConfigOf(node);
+    return storeAccess(await openStore(store), describeStore(store));
   }
   throw new PxehaError('PXE_ERR_CONFIG_INVALID', 'say where the cluster is: --config NODE.yaml, --store PATH or --server URL');
 }

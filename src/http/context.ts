@@ -1,3 +1,5 @@
+import type { NodeHealth } from '../cluster/cluster-node.js';
+import type { ClusterStatus } from '../cluster/member-record.js';
 import type { Logger } from '../obs/log.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { ClusterConfig } from '../config/schema.js';
@@ -19,4 +21,8 @@ export interface HttpContext {
   metrics: Metrics;
   log: Logger;
   clock: Clock;
+  /** The cluster as this node sees it (src/cluster/); absent in tests that build the app alone. */
+  clusterStatus?: () => Promise<ClusterStatus>;
+  /** Whether this node reaches the store and leads. */
+  health?: () => NodeHealth;
 }

@@ -16,19 +16,33 @@ import { DhcpServer } from '../dhcp/server.js';
 import { openInterfaceSocket, openUnicastSocket } from '../dhcp/socket.js';
 import type { Logger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
-import { openStore } from '../store/open.js';
+import { openStore, type StoreConfig } from '../store/open.js';
 import type { Store, Watcher } from '../store/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
+import { startTftpServer } from '../tftp/server.js';
+import { ClusterNode } from '../cluster/cluster-node.js';
+import { failoverWarnings } from '../cluster/failover.js';
+import { leaseExpiryJob } from '../cluster/lease-expiry.js';
 
 export interface RunningNode {
   store: Store;
   engine: DhcpEngine;
   metrics: Metrics;
+  /** Membership, health and leader-only jobs. */
+  cluster: ClusterNode;
   close(): Promise<void>;
 }
 
-export function storePathOf(config: NodeConfig): string {
-  return config.store?.path ?? join(config.dataDir, 'store.db');
+/** Where the node's cluster state lives: its own SQLite file by default, or an etcd cluster. */
+export function storeConfigOf(config: NodeConfig): StoreConfig {
+  const store = config.store;
+  if (store?.kind === 'etcd') return store;
+  return { kind: 'embedded', path: store?.path ?? join(config.dataDir, 'store.db') };
+}
+
+/** A short name of the store for messages: the SQLite file or the etcd endpoints. */
+export function describeStore(store: StoreConfig): string {
+  return store.kind === 'embedded' ? store.path : store.endpoints.join(',');
 }
 
 /** The node's local API socket: reachable from any network namespace, root-only. */
@@ -39,7 +53,7 @@ export function apiSocketOf(config: NodeConfig): string {
 export async function startNode(config: NodeConfig, log: Logger, clock: Clock = systemClock): Promise<RunningNode> {
   await mkdir(config.dataDir, { recursive: true });
   const metrics = new Metrics({ processMetrics: true });
-  const rawStore = await openStore({ kind: 'embedded', path: storePathOf(config) });
+  const rawStore = await openStore(storeConfigOf(config));
   const store = instrumentStore(rawStore, metrics.storeOpSeconds);
   const cleanups: (() => Promise<void>)[] = [() => rawStore.close()];
   const closeAll = async (): Promise<void> => {
@@ -50,6 +64,40 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     metrics.configRevision.set(initial.revision);
     const leases = await LeaseBook.open(store, (err) => log.error({ err }, 'lease watch failed'));
     cleanups.push(() => leases.close());
+    // Closed before the store (cleanups run in reverse): jobs stop and the node resigns first.
+    const cluster = await ClusterNode.start(
+      store,
+      {
+        name: config.name,
+        advertiseAddress: config.advertiseAddress,
+        httpPort: config.http.port,
+        memberTtlSeconds: config.cluster.memberTtlSeconds,
+        publishIntervalMs: config.cluster.publishIntervalMs,
+        clockSkewWarnMs: config.cluster.clockSkewWarnMs,
+        jobs: [
+          leaseExpiryJob({
+            clock,
+            intervalMs: config.cluster.leaseExpiryIntervalMs,
+            graceMs: config.cluster.leaseExpiryGraceSeconds * 1000,
+            onRemoved: (n) => metrics.leaseRecordsExpired.inc(n),
+          }),
+        ],
+        clock,
+        log,
+        leaseRecords: () => leases.size,
+        onHealth: (health) => {
+          metrics.nodeDegraded.set(health.state === 'degraded' ? 1 : 0);
+          metrics.clusterLeader.set(health.leader ? 1 : 0);
+        },
+      },
+      initial.revision,
+    );
+    cleanups.push(() => cluster.close());
+    metrics.memberCount = () => cluster.membership.members().length;
+    const warnFailover = (c: typeof initial.config): void => {
+      for (const warning of failoverWarnings(c, config.cluster)) log.warn({ warning }, 'lease time shorter than the failover window');
+    };
+    warnFailover(initial.config);
     const engine = new DhcpEngine(
       { node: config.name, advertiseAddress: config.advertiseAddress, httpPort: config.http.port, leases, clock },
       initial.config,
@@ -60,6 +108,8 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       (next) => {
         engine.applyConfig(next.config);
         metrics.configRevision.set(next.revision);
+        cluster.membership.setAppliedRevision(next.revision);
+        warnFailover(next.config);
         log.info({ revision: next.revision, subnets: next.config.subnets.length }, 'cluster configuration applied');
       },
       (err) => log.error({ err: err.message }, 'cluster configuration in the store is invalid; keeping the current one'),
@@ -92,7 +142,20 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       metrics,
       log,
       clock,
+      clusterStatus: () => cluster.status(),
+      health: () => cluster.health(),
     };
+    if (config.tftp.enabled) {
+      const tftp = await startTftpServer({
+        root: httpContext.artifactsRoot,
+        port: config.tftp.port,
+        address: config.tftp.address ?? config.advertiseAddress ?? '0.0.0.0',
+        metrics,
+        log,
+      });
+      cleanups.push(() => tftp.close());
+      log.info({ addresses: tftp.addresses, root: httpContext.artifactsRoot }, 'tftp listening');
+    }
     // The same routes on TCP for machines and operators, and on a root-only Unix socket that
     // the CLI reaches from any network namespace.
     const http = await buildHttpApp(httpContext);
@@ -106,7 +169,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     await chmod(socketPath, 0o600);
     log.info({ address: config.http.address, port: config.http.port }, 'http listening');
     log.info({ revision: initial.revision, leases: leases.size, store: store.kind, api: socketPath }, 'node started');
-    return { store, engine, metrics, close: closeAll };
+    return { store, engine, metrics, cluster, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
