@@ -59,9 +59,23 @@ declare -a wants=(
   "kea-dhcp4 kea-dhcp4-server"
   "dnsmasq dnsmasq-base"
   "ip iproute2"
+  "python3 python3"
   "tcpdump tcpdump"
   "/usr/lib/ipxe/ipxe.efi ipxe"
+  "curl curl"
+  "atftp atftp"
+  "tftp tftp-hpa"
+  "in.tftpd tftpd-hpa"
+  "etcd etcd-server"
+  "etcdctl etcd-client"
+  "nginx nginx"
+  "wrk wrk"
+  "qemu-system-x86_64 qemu-system-x86"
+  "/usr/lib/ipxe/qemu/efi-e1000.rom ipxe-qemu"
+  "/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
 )
+# Packages with a daemon (tftpd-hpa, nginx, etcd-server) must not start it on the host: Debian's
+# images carry a policy-rc.d that refuses service starts; make sure one is there while we install.
 export PATH="$PATH:/usr/sbin:/sbin"
 missing=()
 for want in "${wants[@]}"; do
@@ -78,12 +92,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  policy_added=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_added=1
+  fi
   # Update the lists once, only if they are absent or the install cannot find a package.
   if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then apt-get update -qq; fi
   if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 if [ ! -f build/Release/pxeha_sockopt.node ] || [ native/sockopt.c -nt build/Release/pxeha_sockopt.node ] \

@@ -1,67 +1,50 @@
 #!/usr/bin/env bash
-# The main job: a lab network in network namespaces (server 10.99.0.1/24 on eth0, one client
-# across a veth pair), pxeha serving it with examples/lab/, and busybox udhcpc getting a lease
-# from it. Serves until Ctrl-C (or exits at once with --once), then removes everything it made.
-# Nothing touches the host's own interfaces.
+# The main job (`npm start`): the virtual lab of `pxeha lab` (README "Lab"). It creates network
+# namespaces with a bridge, runs pxeha serving examples/lab/ in them, PXE-boots one QEMU machine
+# through it (SeaBIOS with the iPXE ROM; --uefi: OVMF's own PXE client → snponly.efi → iPXE),
+# streams its serial console with a line per boot stage (DHCP, TFTP, HTTP, done), shows what
+# pxeha recorded, and removes everything it made (also on failure or Ctrl-C). Nothing touches
+# the host's own interfaces; the node's API is forwarded to 127.0.0.1 only.
+#
+#   scripts/lab.sh [--uefi] [--count N] [--keep]    --keep: leave the lab up (pxeha lab down)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "lab.sh must run as root (it creates network namespaces)" >&2; exit 1; }
 bash scripts/install-deps.sh
 
-once=false
-[ "${1:-}" = "--once" ] && once=true
-id=$$
-srv="pxlab-srv-$id"
-cli="pxlab-cli-$id"
-work=$(mktemp -d /tmp/pxeha-lab.XXXXXX)
-server_pid=""
+keep=false
+boot_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keep) keep=true ;;
+    --uefi) boot_args+=(--uefi) ;;
+    --count) boot_args+=(--count "$2"); shift ;;
+    --once) ;; # the lab always tears down unless --keep; kept for older instructions
+    *) echo "usage: scripts/lab.sh [--uefi] [--count N] [--keep]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
+state_dir=/run/pxeha-lab
+pxeha() { node bin/pxeha.js "$@"; }
+up=false
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-  ip netns del "$cli" 2>/dev/null || true
-  ip netns del "$srv" 2>/dev/null || true
-  rm -rf "$work"
+  if $up && ! $keep; then
+    echo "--- removing the lab"
+    pxeha lab down --state-dir "$state_dir" || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ip netns add "$srv"
-ip netns add "$cli"
-ip -n "$srv" link add eth0 type veth peer name eth0 netns "$cli"
-ip -n "$srv" link set lo up
-ip -n "$cli" link set lo up
-ip -n "$srv" addr add 10.99.0.1/24 dev eth0
-ip -n "$srv" link set eth0 up
-ip -n "$cli" link set eth0 address 52:54:00:99:00:10
-ip -n "$cli" link set eth0 up
-
-sed "s#^dataDir: .*#dataDir: $work/lab1#" examples/lab/node.yaml > "$work/node.yaml"
-node bin/pxeha.js apply -f examples/lab/cluster.yaml --config "$work/node.yaml"
-ip netns exec "$srv" node bin/pxeha.js serve --config "$work/node.yaml" &
-server_pid=$!
-
-# Wait until the server's DHCP socket is bound in its namespace.
-for _ in $(seq 1 100); do
-  ip netns exec "$srv" ss -Hlun 'sport = :67' | grep -q . && break
-  sleep 0.1
-done
-
-cat > "$work/udhcpc.sh" <<'SCRIPT'
-#!/bin/sh
-[ "$1" = bound ] && echo "client got $ip/$mask router $router dns $dns lease ${lease}s from $serverid"
-exit 0
-SCRIPT
-chmod +x "$work/udhcpc.sh"
-echo "--- a reserved client (52:54:00:99:00:10) asks for an address"
-ip netns exec "$cli" busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s "$work/udhcpc.sh"
-ip -n "$cli" link set eth0 address 52:54:00:99:00:77
-echo "--- a dynamic client (52:54:00:99:00:77) asks for an address"
-ip netns exec "$cli" busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s "$work/udhcpc.sh"
-echo "--- pxeha leases"
-node bin/pxeha.js leases --config "$work/node.yaml"
-
-if ! $once; then
-  echo "pxeha is serving 10.99.0.0/24 in namespace $srv; try: ip netns exec $cli busybox udhcpc -i eth0 -n -q -f"
-  echo "Ctrl-C to stop and remove the lab"
-  wait "$server_pid"
+echo "--- setting up the lab"
+pxeha lab up --state-dir "$state_dir" --api-port "${PXEHA_LAB_API_PORT:-8080}"
+up=true
+echo "--- PXE-booting a machine"
+pxeha lab boot --state-dir "$state_dir" "${boot_args[@]}"
+echo "--- what pxeha recorded (pxeha machines / pxeha leases)"
+pxeha machines --config "$state_dir/node.yaml"
+pxeha leases --config "$state_dir/node.yaml"
+if $keep; then
+  echo "the lab stays up: pxeha lab boot [--uefi] [--count N] boots more; pxeha lab down removes it"
 fi

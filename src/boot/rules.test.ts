@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseClusterConfig } from '../config/load.js';
-import { ClientArch, decideBoot, type BootFacts } from './rules.js';
+import { ClientArch, decideBoot, IPXE_CHAIN_MARK, type BootFacts } from './rules.js';
 
 const rules = parseClusterConfig({}).boot;
 const target = { nodeAddress: '10.99.0.1', httpPort: 8080 };
@@ -44,5 +44,18 @@ describe('decideBoot', () => {
     assert.equal(decideBoot(pxe(0), rules, target, o)?.file, 'custom.kpxe');
     assert.equal(decideBoot(pxe(0), rules, target, o)?.nextServer, '10.99.0.2');
     assert.equal(decideBoot({ ...pxe(0), isIpxe: true }, rules, target, o)?.file, 'http://x/y.ipxe');
+  });
+
+  it('chainloads a firmware iPXE into ipxeChainFile once, then sends the loaded iPXE to its script', () => {
+    const o = { ipxeChainFile: 'undionly.kpxe' };
+    const rom = { ...pxe(ClientArch.BIOS_X86), isIpxe: true };
+    const first = decideBoot(rom, rules, target, o);
+    assert.deepEqual(first, { file: 'undionly.kpxe', nextServer: '10.99.0.1', vendorClass: IPXE_CHAIN_MARK, ipxeSkipProxyWait: true, kind: 'ipxe-chain' });
+    // undionly.kpxe sends back the vendor class of the ACK that loaded it.
+    const second = decideBoot({ ...rom, chainedByPxeha: true }, rules, target, o);
+    assert.equal(second?.kind, 'ipxe-script');
+    assert.equal(second?.vendorClass, 'PXEClient');
+    // A plain PXE ROM is unaffected: it gets its architecture's file as before.
+    assert.equal(decideBoot(pxe(ClientArch.BIOS_X86), rules, target, o)?.kind, 'pxe-file');
   });
 });

@@ -28,7 +28,17 @@ export interface BootFacts {
   isIpxe: boolean;
   /** First entry of option 93, if sent. */
   arch: number | undefined;
+  /** Option 60 is IPXE_CHAIN_MARK: this iPXE was loaded by an `ipxe-chain` answer. */
+  chainedByPxeha?: boolean;
 }
+
+/**
+ * Option 60 of an `ipxe-chain` answer. The iPXE that answer loads (undionly.kpxe) starts from
+ * the firmware's cached DHCPACK (iPXE `cachedhcp`) and sends that packet's vendor class in its
+ * own requests, so its DISCOVER carries the mark back and gets the script: the chain loop is
+ * broken with no state on any node. Firmware iPXE sends "PXEClient:Arch:…" and never the mark.
+ */
+export const IPXE_CHAIN_MARK = 'PXEClient:pxeha:chained';
 
 export interface BootTarget {
   /** Address TFTP/HTTP is fetched from (siaddr, option 66 stays unset). */
@@ -42,11 +52,11 @@ export interface BootAnswer {
   /** BOOTP `siaddr`, the next server. */
   nextServer: string;
   /** Option 60 to echo: PXE clients ignore offers without "PXEClient"; HTTP Boot wants "HTTPClient". */
-  vendorClass: 'PXEClient' | 'HTTPClient' | undefined;
+  vendorClass: 'PXEClient' | 'HTTPClient' | typeof IPXE_CHAIN_MARK | undefined;
   /** Tell iPXE not to wait for a ProxyDHCP offer (option 175.176 = 1). */
   ipxeSkipProxyWait: boolean;
   /** What kind of answer this is, for logs and metrics. */
-  kind: 'ipxe-script' | 'http-boot' | 'pxe-file';
+  kind: 'ipxe-script' | 'ipxe-chain' | 'http-boot' | 'pxe-file';
 }
 
 export function expandUrl(template: string, target: BootTarget): string {
@@ -81,6 +91,9 @@ export function decideBoot(
   const nextServer = override?.nextServer ?? target.nodeAddress;
   const vendorClass = facts.isPxeClient ? 'PXEClient' : undefined;
   if (facts.isIpxe) {
+    if (override?.ipxeChainFile !== undefined && !facts.chainedByPxeha) {
+      return { file: override.ipxeChainFile, nextServer, vendorClass: IPXE_CHAIN_MARK, ipxeSkipProxyWait: true, kind: 'ipxe-chain' };
+    }
     return {
       file: override?.script ?? expandUrl(rules.ipxeScriptUrl, target),
       nextServer,

@@ -12,6 +12,9 @@ import { startNode } from '../node/node.js';
 import { createLogger } from '../obs/log.js';
 import { ipToInt } from '../util/ipv4.js';
 import { withAccess, type AccessFlags } from './access.js';
+import { registerLabCommands } from './lab.js';
+import { registerClusterCommands } from './cluster.js';
+import { DEFAULT_FAILOVER, failoverWarnings } from '../cluster/failover.js';
 
 type Output = 'table' | 'json';
 
@@ -91,7 +94,8 @@ const listMachines = async (opts: AccessFlags & { output: Output }) => {
     return {
       name: m.name,
       mac: m.mac,
-      profile: m.profile,
+      // Without a profile of its own a machine boots what its labels select, else the default.
+      profile: m.profile ?? '(by labels)',
       stage: s?.lastStage,
       seen: ago(s?.lastSeenMs),
       node: s?.lastNode,
@@ -159,6 +163,8 @@ export function buildProgram(): Command {
   ).action(async (opts: AccessFlags & { file: string; dryRun?: boolean }) => {
     const { cluster, profiles, machines } = await readApplyFile(opts.file);
     const summary = `${cluster.subnets.length} subnet(s), ${profiles?.length ?? 0} profile(s), ${machines?.length ?? 0} machine(s)`;
+    const failover = opts.config ? (await loadNodeConfig(opts.config)).cluster : DEFAULT_FAILOVER;
+    for (const warning of failoverWarnings(cluster, failover)) console.error(`warning: ${warning}`);
     if (opts.dryRun) {
       console.log(`${opts.file} is valid: ${summary}`);
       return;
@@ -193,6 +199,7 @@ export function buildProgram(): Command {
       },
     );
   leasesCommand(program.command('leases').description('list DHCP leases'));
+  registerLabCommands(program);
 
   const machines = program.command('machines').description('machines and their boot status');
   outputOption(accessOptions(machines.command('list', { isDefault: true }).description('list machines'))).action(listMachines);
@@ -293,6 +300,8 @@ export function buildProgram(): Command {
   ).action(async (opts: AccessFlags) => {
     console.log(JSON.stringify(await withAccess(opts, (a) => a.readConfig()), null, 2));
   });
+
+  registerClusterCommands(program);
 
   return program;
 }

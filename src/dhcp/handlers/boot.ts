@@ -1,4 +1,4 @@
-import { decideBoot, type BootAnswer, type BootFacts } from '../../boot/rules.js';
+import { decideBoot, IPXE_CHAIN_MARK, type BootAnswer, type BootFacts } from '../../boot/rules.js';
 import { MessageType } from '../../protocol/dhcp4/types.js';
 import type { DhcpRequest } from '../request.js';
 import type { Handler, ReplyDraft, RequestContext } from '../chain.js';
@@ -12,6 +12,7 @@ export function bootFacts(r: DhcpRequest): BootFacts {
     isHttpClient: r.vendorClass?.startsWith('HTTPClient') ?? false,
     isIpxe: r.isIpxe,
     arch: r.clientArch,
+    chainedByPxeha: r.vendorClass === IPXE_CHAIN_MARK,
   };
 }
 
