@@ -36,8 +36,16 @@ export function leaseKey(subnet: string, ip: string): string {
   return `${LEASE_PREFIX}${subnet}/${ip}`;
 }
 
+/**
+ * The identity a lease is bound to: the client identifier (option 61) when the client sends
+ * one, else the hardware address (RFC 2131 §4.2). A client identifier that is only the
+ * Ethernet address (type 1 + chaddr) names the same interface as the MAC, so it maps to the
+ * MAC's key: a PXE ROM that sends no option 61 and the iPXE it loads, which does, then hold one
+ * lease between them instead of two.
+ */
 export function clientKeyOf(mac: string, clientIdHex: string | undefined): string {
-  return clientIdHex !== undefined ? `id:${clientIdHex}` : `mac:${mac}`;
+  if (clientIdHex === undefined || clientIdHex.toLowerCase() === `01${mac.replaceAll(':', '').toLowerCase()}`) return `mac:${mac}`;
+  return `id:${clientIdHex}`;
 }
 
 /** True while the record keeps the address from anyone but its holder. */

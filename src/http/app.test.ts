@@ -127,9 +127,27 @@ describe('node HTTP server', () => {
     assert.deepEqual(missing.json().issues, [{ path: '', message: "must have required property 'mac'" }]);
   });
 
+  it('boots a machine without a profile of its own by the profile its labels select', async () => {
+    const web = { name: 'web', selector: { role: 'web' }, boot: { kind: 'script', script: 'echo web {{hostname}} {{labels.rack}}' } };
+    assert.equal((await put('/api/v1/profiles/web', web)).statusCode, 200);
+    const m = await put('/api/v1/machines/web2', { name: 'web2', mac: '52:54:00:00:00:02', hostname: 'web2', labels: { role: 'web', rack: 'b3' } });
+    assert.equal(m.statusCode, 200, m.body);
+    await put('/api/v1/machines/db1', { name: 'db1', mac: '52:54:00:00:00:03', labels: { role: 'db' } });
+    const selected = await app.inject('/boot.ipxe?mac=52:54:00:00:00:02');
+    assert.equal(selected.body, ['#!ipxe', '# pxeha lab1: machine web2 (52:54:00:00:00:02), profile web', 'echo web web2 b3', ''].join('\n'));
+    const fallback = await app.inject('/boot.ipxe?mac=52:54:00:00:00:03');
+    assert.match(fallback.body, /machine db1 \(52:54:00:00:00:03\), profile discovery\n/);
+  });
+
   it('install once: the done callback sends the machine to local disk until reprovisioned', async () => {
-    const done = await app.inject({ method: 'POST', url: '/boot/done?mac=52:54:00:12:34:56' });
-    assert.equal(done.statusCode, 200);
+    // As an installer's `curl -d ""` posts it: a form content type, an empty body.
+    const done = await app.inject({
+      method: 'POST',
+      url: '/boot/done?mac=52:54:00:12:34:56',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: '',
+    });
+    assert.equal(done.statusCode, 200, done.body);
     const after = await app.inject('/boot.ipxe?mac=52:54:00:12:34:56');
     assert.match(after.body, /^# installed at 2026-11-24T12:00:00.000Z; reprovision to install again$/m);
     assert.match(after.body, /^sanboot --no-describe --drive 0x80 \|\| exit$/m);
@@ -147,12 +165,48 @@ describe('node HTTP server', () => {
     assert.equal(part.statusCode, 206);
     assert.equal(part.headers['content-range'], `bytes 100-199/${kernel.length}`);
     assert.deepEqual(part.rawPayload, kernel.subarray(100, 200));
-    assert.equal((await app.inject({ url: '/artifacts/debian/linux', headers: { range: 'bytes=20000-' } })).statusCode, 416);
+    const unsatisfiable = await app.inject({ url: '/artifacts/debian/linux', headers: { range: 'bytes=20000-' } });
+    assert.equal(unsatisfiable.statusCode, 416);
+    assert.equal(unsatisfiable.headers['content-range'], `bytes */${kernel.length}`, 'RFC 9110 §15.5.17');
     assert.equal((await app.inject({ url: '/artifacts/debian/linux', headers: { 'if-none-match': etag } })).statusCode, 304);
     const head = await app.inject({ method: 'HEAD', url: '/artifacts/debian/linux' });
     assert.equal(head.statusCode, 200);
     assert.equal(head.headers['content-length'], String(kernel.length));
     assert.equal(head.body, '');
+  });
+
+  it('serves every one of many concurrent script requests of one machine (status writes queue, never 409)', async () => {
+    const replies = await Promise.all(Array.from({ length: 16 }, () => app.inject('/boot.ipxe?mac=52:54:00:00:00:42')));
+    assert.deepEqual(
+      replies.map((r) => r.statusCode),
+      replies.map(() => 200),
+      replies.find((r) => r.statusCode !== 200)?.body,
+    );
+  });
+
+  it('answers plain requests for a small artifact from memory, until the file changes', async () => {
+    const file = join(root, 'menu.ipxe');
+    await writeFile(file, '#!ipxe\necho one\n');
+    const first = await app.inject('/artifacts/menu.ipxe');
+    assert.equal(first.body, '#!ipxe\necho one\n');
+    const cached = await app.inject('/artifacts/menu.ipxe');
+    assert.equal(cached.body, first.body);
+    for (const h of ['etag', 'last-modified', 'content-type', 'content-length', 'accept-ranges']) assert.equal(cached.headers[h], first.headers[h], h);
+    const head = await app.inject({ method: 'HEAD', url: '/artifacts/menu.ipxe' });
+    assert.equal(head.statusCode, 200);
+    assert.equal(head.headers['content-length'], String(first.body.length));
+    assert.equal(head.body, '');
+    // Conditional and ranged requests still get their 304 and 206.
+    assert.equal((await app.inject({ url: '/artifacts/menu.ipxe', headers: { 'if-none-match': first.headers.etag as string } })).statusCode, 304);
+    const part = await app.inject({ url: '/artifacts/menu.ipxe', headers: { range: 'bytes=0-5' } });
+    assert.equal(part.statusCode, 206);
+    assert.equal(part.body, '#!ipxe');
+    // Same length, new content and mtime: the cache notices.
+    await writeFile(file, '#!ipxe\necho two\n');
+    const changed = await app.inject('/artifacts/menu.ipxe');
+    assert.equal(changed.body, '#!ipxe\necho two\n');
+    await rm(file);
+    assert.equal((await app.inject('/artifacts/menu.ipxe')).statusCode, 404);
   });
 
   it('refuses hostile paths with a reason, and counts them', async () => {
@@ -163,6 +217,8 @@ describe('node HTTP server', () => {
       ['/artifacts/undionly.kpxe%00.png', 403],
       ['/artifacts/debian', 403],
       ['/artifacts/nothing-here', 404],
+      // The router decodes once: a literal `%` is a (missing) name, not a URIError.
+      ['/artifacts/%25', 404],
     ];
     for (const [url, status] of cases) {
       const res = await app.inject(url);

@@ -9,6 +9,7 @@
 import { validate } from '../config/load.js';
 import { MachineSchema, ProfileSchema, type ClusterConfig, type Machine, type Profile } from '../config/schema.js';
 import { PxehaError } from '../errors.js';
+import { assignProfileName } from '../boot/assign.js';
 import type { FirmwareFacts, MachineStatus } from '../boot/render.js';
 import { PrefixCache } from '../store/prefix-cache.js';
 import type { Store } from '../store/store.js';
@@ -24,6 +25,9 @@ export function normalizeMacText(mac: string): string {
 }
 
 export class Inventory {
+  /** mac → the last status update queued for it (see updateStatus). */
+  private readonly statusUpdates = new Map<string, Promise<MachineStatus>>();
+
   private constructor(
     private readonly store: Store,
     private readonly profiles: PrefixCache<Profile>,
@@ -91,9 +95,9 @@ export class Inventory {
     );
   }
 
-  /** The profile a machine boots: its own, else the cluster's default for unknown machines. */
+  /** The profile a machine boots: its own, else one its labels select, else the cluster's default. */
   profileFor(machine: Machine | undefined, cluster: ClusterConfig): Profile | undefined {
-    const name = machine?.profile ?? cluster.boot.defaultProfile;
+    const name = assignProfileName(machine, this.profiles.values(), cluster.boot.defaultProfile);
     return name !== undefined ? this.profile(name) : undefined;
   }
 
@@ -118,7 +122,7 @@ export class Inventory {
     if (!machine.mac && !machine.uuid) {
       throw new PxehaError('PXE_ERR_CONFIG_INVALID', `machine ${machine.name} needs mac or uuid to be recognised`);
     }
-    if (!this.profile(machine.profile)) throw new PxehaError('PXE_ERR_NOT_FOUND', `profile ${machine.profile} does not exist`);
+    if (machine.profile !== undefined && !this.profile(machine.profile)) throw new PxehaError('PXE_ERR_NOT_FOUND', `profile ${machine.profile} does not exist`);
     const value = JSON.stringify(machine);
     const { revision } = await this.store.put(MACHINE_PREFIX + machine.name, value);
     this.machines.apply(MACHINE_PREFIX + machine.name, value, revision);
@@ -160,8 +164,25 @@ export class Inventory {
     });
   }
 
-  private async updateStatus(macText: string, nowMs: number, change: (s: MachineStatus) => MachineStatus): Promise<MachineStatus> {
+  /**
+   * Status updates of one machine run one after another on this node: concurrent requests of
+   * one machine (iPXE retrying, an installer's callbacks) would otherwise all read the same
+   * revision, and all but one lose each compare-and-set round until the retries run out. The
+   * compare-and-set still settles races with other nodes.
+   */
+  private updateStatus(macText: string, nowMs: number, change: (s: MachineStatus) => MachineStatus): Promise<MachineStatus> {
     const mac = normalizeMacText(macText);
+    const previous = this.statusUpdates.get(mac);
+    const update = (previous ? previous.catch(() => undefined) : Promise.resolve()).then(() => this.updateStatusNow(mac, nowMs, change));
+    this.statusUpdates.set(mac, update);
+    const forget = () => {
+      if (this.statusUpdates.get(mac) === update) this.statusUpdates.delete(mac);
+    };
+    update.then(forget, forget);
+    return update;
+  }
+
+  private async updateStatusNow(mac: string, nowMs: number, change: (s: MachineStatus) => MachineStatus): Promise<MachineStatus> {
     const key = STATUS_PREFIX + mac;
     for (let attempt = 0; attempt < 5; attempt++) {
       const expected = this.statuses.revisionOf(mac);
