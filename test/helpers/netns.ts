@@ -15,7 +15,8 @@
 import { after as nodeTestAfter } from 'node:test';
 import { execFile, execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -264,6 +265,11 @@ export class Netns {
     this.#sandbox = sandbox;
   }
 
+  /** A temporary directory removed with this namespace's sandbox (see Sandbox.tempDir). */
+  tempDir(prefix: string): string {
+    return this.#sandbox.tempDir(prefix);
+  }
+
   /** Runs argv inside the namespace (`ip netns exec`). */
   exec(argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
     return run(['ip', 'netns', 'exec', this.name, ...argv], options);
@@ -417,6 +423,7 @@ export class Sandbox {
   readonly id: string;
   readonly namespaces: Netns[] = [];
   readonly processes: NetnsProcess[] = [];
+  readonly #tempDirs: string[] = [];
   #closed = false;
   #labs = 0;
 
@@ -535,7 +542,25 @@ export class Sandbox {
       await run(['ip', 'netns', 'del', ns.name], { allowFailure: true });
       removeOwner(ns.name);
     }
+    this.#removeTempDirs();
     liveSandboxes.delete(this);
+  }
+
+  /**
+   * A fresh directory under the system's temporary directory (`<tmp>/<prefix>XXXXXX`) for a
+   * server's configuration and data or a capture, removed when the sandbox is cleaned up,
+   * on a signal too. PXT_DUMP=1 keeps them for a look after a failure.
+   */
+  tempDir(prefix: string): string {
+    if (this.#closed) throw new Error('sandbox already cleaned up');
+    const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.#tempDirs.push(dir);
+    return dir;
+  }
+
+  #removeTempDirs(): void {
+    if (process.env['PXT_DUMP'] === '1') return;
+    for (const dir of this.#tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   }
 
   /** The same, synchronously and without grace, for 'exit' and signal handlers. */
@@ -552,6 +577,7 @@ export class Sandbox {
       }
       removeOwner(ns.name);
     }
+    this.#removeTempDirs();
     liveSandboxes.delete(this);
   }
 }

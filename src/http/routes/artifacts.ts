@@ -4,36 +4,71 @@
  */
 import send from '@fastify/send';
 import type { FastifyInstance } from 'fastify';
-import { relative } from 'node:path';
+import { STATUS_CODES } from 'node:http';
+import { relative, sep } from 'node:path';
 import { resolveArtifact } from '../../artifacts/resolve.js';
 import type { HttpContext } from '../context.js';
+import { SmallFileCache } from '../small-file-cache.js';
+
+/**
+ * Read size for streaming large artifacts. fs streams default to 64 KiB; a kernel or initrd
+ * of tens of MiB then costs thousands of thread-pool reads and socket writes. 1 MiB cuts that
+ * by 16 while keeping the memory of a transfer bounded (one or two chunks in flight).
+ */
+const STREAM_CHUNK_BYTES = 1024 * 1024;
 
 export function registerArtifactRoutes(app: FastifyInstance, ctx: HttpContext): void {
+  const cache = new SmallFileCache();
   app.route<{ Params: { '*': string } }>({
     method: ['GET', 'HEAD'],
     url: '/artifacts/*',
     handler: async (req, reply) => {
-      const requested = decodeURIComponent(req.params['*']);
+      // The router has already percent-decoded the wildcard; decoding again would turn a
+      // literal `%` into a URIError (a 500) and `%252e` into `.`.
+      const requested = req.params['*'];
       const resolved = await resolveArtifact(ctx.artifactsRoot, requested);
       if (!resolved.ok) {
         ctx.metrics.artifactRefused.inc({ protocol: 'http', reason: resolved.reason });
         const status = resolved.reason === 'not-found' ? 404 : 403;
         return reply.code(status).send({ statusCode: status, code: status === 404 ? 'PXE_ERR_NOT_FOUND' : 'PXE_ERR_PATH_REFUSED', error: status === 404 ? 'Not Found' : 'Forbidden', message: resolved.message });
       }
-      const result = await send(req.raw, `/${relative(ctx.artifactsRoot, resolved.path)}`, {
+      const plain = SmallFileCache.plainRequest(req.headers);
+      if (plain) {
+        const hit = cache.get(resolved.path, resolved.stats);
+        if (hit) {
+          if (req.method === 'GET') ctx.metrics.httpArtifactBytes.inc(hit.body.length);
+          return reply.code(200).headers(hit.headers).send(hit.body);
+        }
+      }
+      // send() takes a URL path and decodes it, so each segment of the resolved name is encoded.
+      const urlPath = `/${relative(ctx.artifactsRoot, resolved.path).split(sep).map(encodeURIComponent).join('/')}`;
+      const result = await send(req.raw, urlPath, {
         root: ctx.artifactsRoot,
         dotfiles: 'allow', // the path rules above already decided what may be served
         index: false,
         etag: true,
         lastModified: true,
         acceptRanges: true,
+        highWaterMark: STREAM_CHUNK_BYTES,
       });
       if (result.type === 'error') {
-        const status = (result.metadata as { error?: { status?: number } }).error?.status ?? 500;
-        return reply.code(status).send({ statusCode: status, code: 'PXE_ERR_NOT_FOUND', error: 'Error', message: `cannot send ${requested}` });
+        const status = result.statusCode;
+        const code = status === 404 ? 'PXE_ERR_NOT_FOUND' : status < 500 ? 'PXE_ERR_BAD_REQUEST' : 'PXE_ERR_INTERNAL';
+        // A 416 carries `Content-Range: bytes */size` (RFC 9110 §15.5.17) so the client learns the length.
+        const contentRange = result.headers['Content-Range'];
+        if (contentRange !== undefined) void reply.header('content-range', contentRange);
+        return reply.code(status).send({ statusCode: status, code, error: STATUS_CODES[status] ?? 'Error', message: `cannot send ${requested}` });
       }
+      // send() names no type for extensions it does not know (.ipxe, .kpxe, .efi); say
+      // octet-stream (RFC 9110 §8.3) rather than leave it to the framework.
+      if (result.type === 'file' && result.statusCode !== 304) result.headers['Content-Type'] ??= 'application/octet-stream';
       if (result.type === 'file' && req.method === 'GET') {
-        result.stream.on('data', (chunk: Buffer) => ctx.metrics.httpArtifactBytes.inc(chunk.length));
+        const keep = plain && result.statusCode === 200 && cache.fits(resolved.stats) ? ([] as Buffer[]) : undefined;
+        result.stream.on('data', (chunk: Buffer) => {
+          ctx.metrics.httpArtifactBytes.inc(chunk.length);
+          keep?.push(chunk);
+        });
+        if (keep) result.stream.once('end', () => cache.set(resolved.path, resolved.stats, { headers: result.headers, body: Buffer.concat(keep) }));
       }
       return reply.code(result.statusCode).headers(result.headers).send(result.stream);
     },

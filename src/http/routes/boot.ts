@@ -70,7 +70,17 @@ export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext): void
     },
   );
 
-  // GET so that an iPXE script can call it (`imgfetch`/`chain`), POST for installers.
+  // GET so that an iPXE script can call it (`imgfetch`/`chain`), POST for installers. What an
+  // installer posts is not read: `curl -d ""` and `wget --post-data` send a form content type
+  // that Fastify would refuse with 415, so this route (alone, in its own scope) takes any body.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 }, (_req, _body, done) => done(null, undefined));
+    registerDoneRoute(scope, ctx);
+  });
+}
+
+function registerDoneRoute(app: FastifyInstance, ctx: HttpContext): void {
   app.route<{ Querystring: { mac: string } }>({
     method: ['GET', 'POST'],
     url: '/boot/done',
