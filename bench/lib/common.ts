@@ -27,14 +27,6 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
-/** An integer command-line option in [min, max], or an error naming it. */
-export function intOption(options: Record<string, unknown>, name: string, min: number, max: number): number {
-  const text = options[name];
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} wants an integer in [${min}, ${max}], got ${String(text)}`);
-  return n;
-}
-
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);

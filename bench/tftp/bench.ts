@@ -32,7 +32,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, fmt, intOption, median, say } from '../lib/common.js';
+import { cpuSeconds, fmt, integerOption, median, say } from '../lib/common.js';
 import { REPO_ROOT, Sandbox, type Netns, type NetnsProcess } from '../../test/helpers/netns.js';
 
 const PXEHA_PORT = 6969;
@@ -59,7 +59,7 @@ const { values: args } = parseArgs({
   strict: true,
 });
 
-const count = (name: string, min: number, max: number): number => intOption(args, name, min, max);
+const count = (name: string, min: number, max: number): number => integerOption(args, name, min, max);
 const rounds = count('rounds', 1, 20);
 const sizeMiB = count('size-mib', 1, 1024);
 const blksize = count('blksize', 8, 65464);

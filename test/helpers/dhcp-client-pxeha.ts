@@ -189,18 +189,9 @@ export class PxehaNode {
   }
 
   private apiGet(urlPath: string): Promise<string> {
-    const socketPath = path.join(this.dataDir, 'pxeha.sock');
-    return new Promise((resolve, reject) => {
-      const req = http.get({ socketPath, path: urlPath, timeout: 5000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${urlPath}: ${res.statusCode} ${body}`))));
-      });
-      req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} timed out`)));
-      req.on('error', reject);
-    });
+    return apiGet(this.dataDir, urlPath);
   }
+
 }
 
 /** The CLI's order: subnet, then address numerically. */
@@ -219,4 +210,19 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (want.every((w) => have.includes(w))) return Number(line.trim().split(/\s+/).at(-1));
   }
   return 0;
+}
+
+/** GET from a node's API over its Unix socket (reachable from the host whatever the namespace). */
+export function apiGet(dataDir: string, urlPath: string): Promise<string> {
+  const socketPath = path.join(dataDir, 'pxeha.sock');
+  return new Promise((resolve, reject) => {
+    const req = http.get({ socketPath, path: urlPath, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${urlPath}: ${res.statusCode} ${body}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} timed out`)));
+    req.on('error', reject);
+  });
 }

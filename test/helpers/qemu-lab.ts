@@ -11,14 +11,13 @@
  * that failure messages include.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { MachineStatus } from '../../src/boot/render.js';
 import type { LeaseRecord } from '../../src/dhcp/lease-record.js';
 import { prepareUefiVars, qemuArgs, readConsole, writeSerconPort, type Firmware } from '../../src/lab/qemu.js';
 import { ENABLE_IPV6_NO_DAD_SH, routerAdvertiserArgv } from '../../src/lab/router-advertiser.js';
-import { PxehaNode, type LogLine } from './dhcp-client-pxeha.js';
+import { apiGet, PxehaNode, type LogLine } from './dhcp-client-pxeha.js';
 import { REPO_ROOT, type Netns, type NetnsProcess, type Sandbox } from './netns.js';
 
 export const SERVER_IP = '10.99.0.1';
@@ -184,16 +183,3 @@ function readdirCount(dir: string): number {
   }
 }
 
-export function apiGet(dataDir: string, urlPath: string): Promise<string> {
-  const socketPath = path.join(dataDir, 'pxeha.sock');
-  return new Promise((resolve, reject) => {
-    const req = http.get({ socketPath, path: urlPath, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${urlPath}: ${res.statusCode} ${body}`))));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} timed out`)));
-    req.on('error', reject);
-  });
-}
