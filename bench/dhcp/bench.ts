@@ -270,7 +270,7 @@ async function main(): Promise<void> {
     say(`# DHCPv4 benchmark: pxeha vs Kea ${keaVersion} (perfdhcp ${perfdhcpVersion}), node ${process.version}`);
     say(`# ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}, ${os.release()}`);
     say(`# subnet ${SUBNET}, pool ${POOL.start}-${POOL.end}; fresh lease database per run; ${warmupSeconds}s warm-up at 1000/s before each run`);
-    say(`# kea: memfile persist=true, ${keaThreads !== undefined ? `${keaThreads} threads` : 'single-threaded'}; pxeha: embedded store (SQLite WAL, synchronous=FULL)`);
+    say(`# kea: memfile persist=true, ${keaThreads !== undefined ? `${keaThreads} threads` : 'single-threaded'}; pxeha: embedded store (SQLite WAL, every commit fdatasynced before its ACK, off the event loop)`);
     say(`# perfdhcp command (base MAC changes per run): ${perfdhcpArgv({ server: SERVER, localAddress: LOAD_ADDRESS, rate: saturationRate, periodSeconds: seconds, clients, exitWaitSeconds: 2, threadMode: 'single' }).join(' ')}`);
     say();
 

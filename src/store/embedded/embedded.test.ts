@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { fdatasync, fstatSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import Database from 'better-sqlite3';
 import { type ErrorCode, PxehaError } from '../../errors.js';
 import { rejectsWith, runStoreContract, waitFor, WatchRecorder } from '../contract.js';
 import { openStore } from '../open.js';
-import { type EmbeddedStoreOptions, EmbeddedStore, openEmbeddedStore } from './embedded-store.js';
+import { type EmbeddedStoreOptions, EmbeddedStore, type FdatasyncFunction, openEmbeddedStore } from './embedded-store.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CRASH_WRITER = fileURLToPath(new URL('./testdata/crash-writer.ts', import.meta.url));
@@ -116,9 +117,132 @@ describe('embedded store', () => {
       const results = await Promise.all(Array.from({ length: 64 }, (_, i) => store.put(`k${i}`, String(i))));
       const statsAfter = store.groupCommitStats;
       assert.equal(statsAfter.writes - statsBefore.writes, 64);
-      assert.equal(statsAfter.batches - statsBefore.batches, 1, 'one SQLite transaction, one fsync');
+      assert.equal(statsAfter.batches - statsBefore.batches, 1, 'one SQLite transaction');
+      assert.equal(statsAfter.syncs - statsBefore.syncs, 1, 'one fdatasync');
       assert.deepEqual(results.map((r) => r.revision), Array.from({ length: 64 }, (_, i) => start + 1 + i));
     });
+  });
+
+  it('syncs off the event loop: timers run while a batch waits for its sync, which alone settles it', async () => {
+    // A gated fdatasync: each call waits until the test opens the gate, then really syncs.
+    const gated: Array<() => void> = [];
+    const gatedSync: FdatasyncFunction = (fd, callback) => gated.push(() => fdatasync(fd, callback));
+    const openGate = () => {
+      for (const run of gated.splice(0)) run();
+    };
+    await withEmbedded({ fdatasync: gatedSync }, async (store) => {
+      const watch = new WatchRecorder(await store.watch('k', { prefix: true }));
+      const statsBefore = store.groupCommitStats;
+      let firstSettled = false;
+      const first = store.put('k1', 'a').then((result) => {
+        firstSettled = true;
+        return result;
+      });
+      await waitFor(() => gated.length === 1, 2000, 'the first batch to ask for its sync');
+      // The sync is in flight and the event loop is free: a timer fires.
+      let timerFired = false;
+      await new Promise<void>((resolve) => setTimeout(() => {
+        timerFired = true;
+        resolve();
+      }, 20));
+      assert.ok(timerFired);
+      assert.equal(firstSettled, false, 'no promise resolves before its sync completes');
+      assert.equal(watch.events().length, 0, 'no watch event before its sync completes');
+      assert.equal((await store.get('k1'))?.value, 'a', 'reads see the commit at once');
+
+      // Pipelining: batches commit while the first sync is in flight, and wait for a later one.
+      let laterSettled = false;
+      const later = Promise.all([store.put('k2', 'b'), store.put('k3', 'c')]).then((results) => {
+        laterSettled = true;
+        return results;
+      });
+      await sleep(20);
+      const third = store.put('k4', 'd');
+      await sleep(20);
+      assert.equal(store.groupCommitStats.batches - statsBefore.batches, 3, 'three batches committed');
+      assert.equal(gated.length, 1, 'one sync at a time');
+
+      openGate();
+      const { revision: firstRevision } = await first;
+      await watch.waitForEvents(1);
+      assert.equal(laterSettled, false, 'the first sync started before the later batches committed: it does not cover them');
+      await waitFor(() => gated.length === 1, 2000, 'one sync for the batches committed meanwhile');
+      await sleep(20);
+      assert.equal(laterSettled, false);
+      openGate();
+      const [second, third2] = await Promise.all([later, third]);
+      assert.deepEqual(second.map((r) => r.revision), [firstRevision + 1, firstRevision + 2]);
+      assert.equal(third2.revision, firstRevision + 3);
+      await watch.waitForEvents(4);
+      assert.equal(store.groupCommitStats.syncs - statsBefore.syncs, 2, 'the second sync covered two batches');
+
+      // close waits for the sync of a batch committed just before it.
+      const last = store.put('k5', 'e');
+      await waitFor(() => gated.length === 1, 2000, 'the last sync');
+      const closing = store.close();
+      await sleep(20);
+      openGate();
+      await closing;
+      assert.ok((await last).revision > third2.revision);
+    });
+  });
+
+  it('checkpoints the WAL into the database file: db synced before the log is truncated, nothing lost', async () => {
+    const path = freshPath();
+    const synced: string[] = [];
+    const recordingSync: FdatasyncFunction = (fd, callback) => {
+      const ino = fstatSync(fd).ino;
+      synced.push(ino === statSync(path).ino ? 'db' : `wal:${fstatSync(fd).size}`);
+      fdatasync(fd, callback);
+    };
+    let store = await openEmbeddedStore({ path, checkpointWalBytes: 64 * 1024, fdatasync: recordingSync });
+    try {
+      for (let round = 0; round < 40; round++) {
+        await Promise.all(Array.from({ length: 20 }, (_, i) => store.put(`k${i}`, `${round}`.repeat(200))));
+        assert.ok(statSync(`${path}-wal`).size < 1024 * 1024, 'the WAL stays bounded');
+      }
+      await store.close();
+      const stats = store.groupCommitStats;
+      assert.ok(stats.checkpoints >= 2, `checkpointed ${stats.checkpoints} times`);
+      // Every database sync is preceded by a WAL sync and followed by a sync of the emptied WAL.
+      const dbSyncs = synced.flatMap((what, i) => (what === 'db' ? [i] : []));
+      assert.equal(dbSyncs.length, stats.checkpoints);
+      for (const i of dbSyncs) {
+        assert.match(synced[i - 1] ?? '', /^wal:[1-9]/, 'the WAL is synced before it is copied');
+        assert.equal(synced[i + 1], 'wal:0', 'the WAL is emptied, and that synced, after the database is synced');
+      }
+      store = await openEmbeddedStore({ path });
+      assert.equal(await store.revision(), 801);
+      assert.equal((await store.get('k7'))?.value, '39'.repeat(200));
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a failed sync fails the writes it covers and closes the store', async () => {
+    let fail = false;
+    const failingSync: FdatasyncFunction = (fd, callback) => {
+      if (!fail) return fdatasync(fd, callback);
+      setImmediate(() => callback(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })));
+    };
+    const path = freshPath();
+    const store = await openEmbeddedStore({ path, fdatasync: failingSync });
+    const watch = new WatchRecorder(await store.watch('k'));
+    await store.put('ok', '1');
+    fail = true;
+    const lost = store.put('k', 'v');
+    await rejectsWith(lost, 'PXE_ERR_STORE_UNAVAILABLE');
+    assertCode(await watch.waitForError(), 'PXE_ERR_STORE_UNAVAILABLE');
+    assert.equal(watch.events().length, 0, 'watchers never saw the unsynced write');
+    await rejectsWith(store.put('x', 'y'), 'PXE_ERR_STORE_UNAVAILABLE');
+    await rejectsWith(store.get('ok'), 'PXE_ERR_STORE_UNAVAILABLE');
+    await store.close();
+    const reopened = await openEmbeddedStore({ path });
+    try {
+      assert.equal((await reopened.get('ok'))?.value, '1');
+    } finally {
+      await reopened.close();
+    }
   });
 
   it('group commit: a failing write is rolled back alone and the rest of its batch commits', async () => {

@@ -58,17 +58,28 @@ CREATE TABLE leases (
 `;
 
 /**
- * Makes a write durable before its promise resolves and keeps other processes out.
- * WAL with synchronous=FULL fsyncs the log on every commit. Exclusive locking keeps the WAL
+ * Opens the file in WAL mode and keeps other processes out. Exclusive locking keeps the WAL
  * index in process memory and makes a second pxeha on the same file fail at open instead of
  * interleaving with us (the kernel drops the lock when a process dies, even by kill -9).
+ * synchronous=FULL covers opening and migrating; takeOverSyncing() then hands every sync and
+ * checkpoint to the store (embedded-store.ts), which runs them off the event loop.
  */
 export function configureDatabase(db: Database): void {
   db.pragma('locking_mode = EXCLUSIVE');
   const mode = db.pragma('journal_mode = WAL', { simple: true });
   if (mode !== 'wal') throw new Error(`SQLite refused WAL mode (journal_mode is ${String(mode)})`);
   db.pragma('synchronous = FULL');
+  db.pragma('wal_autocheckpoint = 0');
   db.pragma('foreign_keys = OFF');
+}
+
+/**
+ * From here on SQLite never syncs and never checkpoints by itself: the store fdatasyncs the
+ * -wal file after each commit and checkpoints in its own, durable order (embedded-store.ts).
+ */
+export function takeOverSyncing(db: Database): void {
+  db.pragma('wal_autocheckpoint = 0');
+  db.pragma('synchronous = OFF');
 }
 
 export function migrate(db: Database): void {

@@ -1,9 +1,11 @@
 /**
  * A watch on the embedded store. It first replays history from its start revision, a page of
  * revisions per event-loop turn so a long replay never blocks the loop, then switches to live
- * events handed over by the store after each commit. The switch happens in the same
- * synchronous step that finds the history exhausted, and the store publishes a commit in the
- * same step that makes it readable, so no revision is skipped or delivered twice.
+ * events handed over by the store once each commit is durable. Replays stop at the store's
+ * durable revision (a commit whose sync is in flight is not delivered yet, not even from
+ * history). The switch happens in the same synchronous step that finds the history exhausted,
+ * and the store publishes a commit in the same step that advances the durable revision, so no
+ * revision is skipped or delivered twice.
  *
  * Deliveries wait until a listener is attached (BufferedWatcher).
  */
@@ -45,7 +47,7 @@ export class EmbeddedWatcher extends BufferedWatcher {
     this.#replayPage();
   }
 
-  /** Called by the store right after a commit becomes readable. */
+  /** Called by the store right after a commit becomes durable. */
   publish(changes: readonly RevisionChanges[]): void {
     if (!this.#live || this.#ended) return;
     for (const change of changes) {
