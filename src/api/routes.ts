@@ -79,6 +79,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: HttpContext): void 
         ? { kind: ctx.store.kind, reachable: false, error: reads.message }
         : { kind: ctx.store.kind, reachable: true, revision: reads[0] },
       ...(reads instanceof Error ? {} : { configRevision: reads[1].revision }),
+      ...(ctx.dhcp ? { dhcp: ctx.dhcp() } : {}),
       uptimeSeconds: Math.round(process.uptime()),
       version: PXEHA_VERSION,
     };

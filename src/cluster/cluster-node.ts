@@ -22,6 +22,8 @@ export interface ClusterNodeOptions {
   /** Address the node advertises; default every non-loopback IPv4 address it has. */
   advertiseAddress?: string;
   httpPort: number;
+  /** Relative share of DHCP clients (published in the membership record); default 100. */
+  weight?: number;
   memberTtlSeconds: number;
   publishIntervalMs: number;
   clockSkewWarnMs: number;
@@ -141,6 +143,7 @@ function describeSelf(options: ClusterNodeOptions): SelfDescription {
     addresses: options.advertiseAddress ? [options.advertiseAddress] : localAddresses(),
     httpPort: options.httpPort,
     version: PXEHA_VERSION,
+    weight: options.weight ?? 100,
     images: [],
     load: {
       loadAvg1: Math.round(loadavg()[0]! * 100) / 100,

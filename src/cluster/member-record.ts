@@ -26,6 +26,8 @@ export interface MemberRecord {
   version: string;
   /** Store revision of the cluster configuration the node applied (0: none yet). */
   configRevision: number;
+  /** Relative share of DHCP clients this node takes (node config cluster.weight; default 100). */
+  weight?: number;
   /** Boot images the node holds locally (image replication is a later issue: empty today). */
   images: string[];
   load: MemberLoad;
@@ -49,6 +51,7 @@ export function parseMemberRecord(value: string): MemberRecord | undefined {
       httpPort: typeof r.httpPort === 'number' ? r.httpPort : 0,
       version: typeof r.version === 'string' ? r.version : 'unknown',
       configRevision: r.configRevision,
+      weight: typeof r.weight === 'number' && r.weight >= 0 ? r.weight : 100,
       images: Array.isArray(r.images) ? r.images.filter((a): a is string => typeof a === 'string') : [],
       load: { loadAvg1: r.load?.loadAvg1 ?? 0, rssBytes: r.load?.rssBytes ?? 0, leaseRecords: r.load?.leaseRecords ?? 0 },
       clockMs: r.clockMs,

@@ -208,6 +208,11 @@ export const DhcpPolicySchema = Type.Object(
     perClientRatePerSecond: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
     /** Whether a server answers REQUESTs for addresses it does not know (RFC 2131 §4.3.2). */
     authoritative: Type.Boolean({ default: true }),
+    /**
+     * A client whose `secs` (time since it began acquiring) reaches this is answered by any
+     * node, not only its designated one (RFC 3074 §2 "seconds" takeover); 0 disables it.
+     */
+    takeoverSecs: Type.Integer({ minimum: 0, maximum: 65_535, default: 3 }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -307,6 +312,8 @@ export const NodeConfigSchema = Type.Object(
     /** Membership, health and leader-only jobs (src/cluster/); see docs/configuration.md. */
     cluster: Type.Object(
       {
+        /** This node's relative share of DHCP clients (and boot traffic) in the cluster; published in its membership record. */
+        weight: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
         /** TTL of the node's store lease: a node that stops renewing it is gone for everyone this long after. */
         memberTtlSeconds: Type.Integer({ minimum: 1, maximum: 60, default: 3 }),
         /** How often the node rewrites its membership record (load, clock). */

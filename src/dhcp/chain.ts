@@ -29,6 +29,10 @@ export const DropReason = {
   ENCODE_ERROR: 'encode-error',
   SEND_ERROR: 'send-error',
   NO_ANSWER: 'no-answer',
+  /** Several nodes hear the client; another healthy node is designated to answer it (designation.ts). */
+  NOT_DESIGNATED: 'not-designated',
+  /** The store is unreachable and the request needs a new binding: nothing new is allocated while degraded. */
+  STORE_UNAVAILABLE: 'store-unavailable',
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

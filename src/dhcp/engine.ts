@@ -10,7 +10,11 @@ import { addressHandler } from './handlers/address.js';
 import { bootHandler } from './handlers/boot.js';
 import { proxyHandler } from './handlers/proxy.js';
 import { rateLimitHandler } from './handlers/rate-limit.js';
-import { serverIdHandler } from './handlers/server-id.js';
+import { designationHandler } from './handlers/designation.js';
+import { clusterServerIdHandler } from './handlers/server-id.js';
+import type { ClusterView } from './cluster-view.js';
+import { DegradedRenewals, type FlushResult } from './degraded-queue.js';
+import { BUCKETS, bucketShares } from './designation.js';
 import { selectSubnetHandler } from './handlers/subnet.js';
 import { validateRequest } from './handlers/validate.js';
 import type { LeaseBook } from './lease-book.js';
@@ -24,6 +28,23 @@ export interface EngineOptions {
   httpPort: number;
   leases: LeaseBook;
   clock: Clock;
+  /**
+   * The cluster as this node sees it (membership, degraded). Absent on a single node with the
+   * embedded store: that node answers everything and is never degraded.
+   */
+  cluster?: ClusterView;
+}
+
+export interface DhcpStatus {
+  /** No new dynamic address is allocated: the store is unreachable. */
+  degraded: boolean;
+  /** Renewals ACKed while degraded, not yet recorded in the store. */
+  queuedRenewals: number;
+  takeoverSecs: number;
+  /** Buckets (of 256) designated to this node: 256 on a single node. */
+  buckets: number;
+  /** Buckets per healthy member, as this node sees them. */
+  bucketsByNode?: Record<string, number>;
 }
 
 export type Decision = Exclude<Outcome, { kind: 'continue' }>;
@@ -32,6 +53,8 @@ export class DhcpEngine {
   private cluster: CompiledCluster;
   private readonly dhcpChain: Handler[];
   private readonly pxeChain: Handler[];
+  /** Renewals ACKed while degraded, recorded when the store returns (flushDegradedRenewals). */
+  readonly degradedRenewals = new DegradedRenewals();
 
   constructor(
     private readonly options: EngineOptions,
@@ -43,9 +66,16 @@ export class DhcpEngine {
       validateRequest,
       rateLimit,
       selectSubnetHandler,
-      serverIdHandler,
+      clusterServerIdHandler(() => options.cluster),
+      designationHandler({ view: () => options.cluster, takeoverSecs: () => this.cluster.config.dhcp.takeoverSecs, leases: options.leases }),
       proxyHandler,
-      addressHandler({ leases: options.leases, policy: () => this.cluster.config.dhcp }),
+      addressHandler({
+        leases: options.leases,
+        policy: () => this.cluster.config.dhcp,
+        degraded: () => this.degraded,
+        degradedRenewals: this.degradedRenewals,
+        clockOffsetMs: (node) => options.cluster?.clockOffsetMs(node),
+      }),
       bootHandler,
     ];
     // Port 4011 serves boot information only; the client may be on a network we do not
@@ -74,6 +104,30 @@ export class DhcpEngine {
 
   get config(): ClusterConfig {
     return this.cluster.config;
+  }
+
+  /** True while the store is unreachable: no new dynamic address is allocated. */
+  get degraded(): boolean {
+    return this.options.cluster?.degraded() ?? false;
+  }
+
+  /** For /api/v1/status: degraded mode and this node's share of the 256 client buckets. */
+  status(): DhcpStatus {
+    const cluster = this.options.cluster;
+    const members = cluster?.members() ?? [];
+    const shares = members.length > 0 ? bucketShares(members) : undefined;
+    return {
+      degraded: this.degraded,
+      queuedRenewals: this.degradedRenewals.size,
+      takeoverSecs: this.cluster.config.dhcp.takeoverSecs,
+      buckets: shares ? (shares.get(this.options.node) ?? 0) : BUCKETS,
+      ...(shares ? { bucketsByNode: Object.fromEntries(shares) } : {}),
+    };
+  }
+
+  /** Writes the renewals ACKed while degraded, each a compare-and-set on the record it knew. */
+  flushDegradedRenewals(onConflict?: (key: string) => void): Promise<FlushResult> {
+    return this.degradedRenewals.flush(this.options.leases, onConflict);
   }
 
   async decide(request: DhcpRequest, via: ReceiveInfo): Promise<{ decision: Decision; context: RequestContext }> {

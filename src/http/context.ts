@@ -1,5 +1,6 @@
 import type { NodeHealth } from '../cluster/cluster-node.js';
 import type { ClusterStatus } from '../cluster/member-record.js';
+import type { DhcpStatus } from '../dhcp/engine.js';
 import type { Logger } from '../obs/log.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { ClusterConfig } from '../config/schema.js';
@@ -25,4 +26,6 @@ export interface HttpContext {
   clusterStatus?: () => Promise<ClusterStatus>;
   /** Whether this node reaches the store and leads. */
   health?: () => NodeHealth;
+  /** DHCP degraded mode and bucket share (DhcpEngine.status). */
+  dhcp?: () => DhcpStatus;
 }

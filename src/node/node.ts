@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import { readClusterConfig, watchClusterConfig } from '../config/cluster-store.js';
 import type { NodeConfig } from '../config/schema.js';
 import { DhcpEngine } from '../dhcp/engine.js';
+import { MembershipClusterView } from '../dhcp/cluster-view.js';
 import { LeaseBook } from '../dhcp/lease-book.js';
 import { DhcpServer } from '../dhcp/server.js';
 import { openInterfaceSocket, openUnicastSocket } from '../dhcp/socket.js';
 import type { Logger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
+import { EtcdStore } from '../store/etcd/etcd-store.js';
 import { openStore, type StoreConfig } from '../store/open.js';
 import type { Store, Watcher } from '../store/store.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -23,6 +25,7 @@ import { startTftpServer } from '../tftp/server.js';
 import { ClusterNode } from '../cluster/cluster-node.js';
 import { failoverWarnings } from '../cluster/failover.js';
 import { leaseExpiryJob } from '../cluster/lease-expiry.js';
+import { estimateOffsetMs } from '../cluster/member-record.js';
 
 export interface RunningNode {
   store: Store;
@@ -71,6 +74,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         name: config.name,
         advertiseAddress: config.advertiseAddress,
         httpPort: config.http.port,
+        weight: config.cluster.weight,
         memberTtlSeconds: config.cluster.memberTtlSeconds,
         publishIntervalMs: config.cluster.publishIntervalMs,
         clockSkewWarnMs: config.cluster.clockSkewWarnMs,
@@ -98,10 +102,47 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       for (const warning of failoverWarnings(c, config.cluster)) log.warn({ warning }, 'lease time shorter than the failover window');
     };
     warnFailover(initial.config);
+    // Who answers which client, and degraded mode, follow the membership view. The embedded
+    // store is one node's own file: that node answers everything and is never degraded.
+    // Degraded for DHCP as soon as the etcd client reports the store unreachable, not only once
+    // the session has missed a whole TTL: no new address is allocated from that moment.
+    let storeDisconnected = false;
+    const dhcpView =
+      store.kind === 'embedded' ? undefined : new MembershipClusterView(config.name, () => storeDisconnected || cluster.membership.degraded);
+    const updateDhcpView = (): void =>
+      dhcpView?.update(
+        cluster.membership.members().map((m) => {
+          const clockOffsetMs = estimateOffsetMs(m);
+          return { name: m.record.name, weight: m.record.weight ?? 100, addresses: m.record.addresses, ...(clockOffsetMs !== undefined ? { clockOffsetMs } : {}) };
+        }),
+      );
+    updateDhcpView();
+    cluster.membership.on('change', updateDhcpView);
     const engine = new DhcpEngine(
-      { node: config.name, advertiseAddress: config.advertiseAddress, httpPort: config.http.port, leases, clock },
+      { node: config.name, advertiseAddress: config.advertiseAddress, httpPort: config.http.port, leases, clock, cluster: dhcpView },
       initial.config,
     );
+    metrics.dhcpDegraded.set(engine.degraded ? 1 : 0);
+    const onDhcpHealth = (): void => {
+      metrics.dhcpDegraded.set(engine.degraded ? 1 : 0);
+      if (engine.degraded || engine.degradedRenewals.size === 0) return;
+      // Back in touch with the store: record the renewals ACKed meanwhile (compare-and-set each).
+      void engine
+        .flushDegradedRenewals((key) => log.warn({ key }, 'lease changed in the store while degraded; renewal not recorded'))
+        .then((r) => {
+          metrics.dhcpDegradedRenewals.inc({ result: 'written' }, r.written);
+          metrics.dhcpDegradedRenewals.inc({ result: 'conflict' }, r.conflicts.length);
+          if (r.written + r.conflicts.length > 0) log.info(r, 'renewals made while degraded recorded');
+        })
+        .catch((err: unknown) => log.warn({ err }, 'renewals made while degraded not recorded'));
+    };
+    cluster.membership.on('state', onDhcpHealth);
+    if (rawStore instanceof EtcdStore) {
+      rawStore.on('state', (state) => {
+        storeDisconnected = state === 'disconnected';
+        onDhcpHealth();
+      });
+    }
     const configWatch: Watcher = await watchClusterConfig(
       store,
       initial.readRevision,
@@ -144,6 +185,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       clock,
       clusterStatus: () => cluster.status(),
       health: () => cluster.health(),
+      dhcp: () => engine.status(),
     };
     if (config.tftp.enabled) {
       const tftp = await startTftpServer({

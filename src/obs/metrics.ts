@@ -121,6 +121,17 @@ export class Metrics {
     help: '1 while this node cannot reach the store (it serves from its local view), else 0',
     registers: [this.registry],
   });
+  readonly dhcpDegraded = new Gauge({
+    name: 'pxeha_dhcp_degraded',
+    help: '1 while the DHCP engine allocates no new dynamic address (store unreachable; renewals of known bindings and reservations still answered), else 0',
+    registers: [this.registry],
+  });
+  readonly dhcpDegradedRenewals = new Counter({
+    name: 'pxeha_dhcp_degraded_renewals_total',
+    help: 'Renewals ACKed while degraded and later recorded in the store, by result (written, conflict)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly clusterLeader = new Gauge({
     name: 'pxeha_cluster_leader',
     help: '1 while this node is the elected leader running cluster-wide jobs, else 0',

@@ -9,6 +9,7 @@ import { MessageType } from '../../protocol/dhcp4/types.js';
 import { ipToInt, networkContains } from '../../util/ipv4.js';
 import { candidateAddresses } from '../allocator.js';
 import { DropReason, type Handler, type Outcome, type ReplyDraft, type RequestContext } from '../chain.js';
+import type { DegradedRenewals } from '../degraded-queue.js';
 import type { LeaseBook } from '../lease-book.js';
 import { isAvailableTo, isBoundTo, type LeaseRecord, type LeaseState } from '../lease-record.js';
 import { inPool, type CompiledSubnet } from '../subnets.js';
@@ -18,6 +19,16 @@ export interface AddressHandlerDeps {
   policy: () => DhcpPolicy;
   /** How many addresses one request may try to commit before giving up. */
   maxAttempts?: number;
+  /** True while the store is unreachable: nothing new is allocated (degraded mode). */
+  degraded?: () => boolean;
+  /** Renewals ACKed while degraded, written with a compare-and-set when the store returns. */
+  degradedRenewals?: DegradedRenewals;
+  /**
+   * Estimated clock offset of another node (its clock minus ours, never more than the truth):
+   * a record's expiry is in its writer's clock, so it is compared with our time translated
+   * into that clock, and clock skew between nodes does not make records look expired early.
+   */
+  clockOffsetMs?: (node: string) => number | undefined;
 }
 
 interface Ctx extends RequestContext {
@@ -52,6 +63,12 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     };
   };
 
+  /** Our time in the clock of the node that wrote `rec` (expiry times are in the writer's clock). */
+  const nowIn = (ctx: Ctx, rec: LeaseRecord | undefined): number =>
+    rec !== undefined && rec.node !== ctx.node ? ctx.nowMs + (deps.clockOffsetMs?.(rec.node) ?? 0) : ctx.nowMs;
+  const availableTo = (ctx: Ctx, rec: LeaseRecord | undefined, clientKey: string): boolean => isAvailableTo(rec, clientKey, nowIn(ctx, rec));
+  const boundTo = (ctx: Ctx, rec: LeaseRecord | undefined, clientKey: string): boolean => isBoundTo(rec, clientKey, nowIn(ctx, rec));
+
   const nak = (draft: ReplyDraft, message: string): Outcome => ({
     kind: 'reply',
     draft: { ...draft, messageType: MessageType.NAK, yiaddr: '0.0.0.0', message },
@@ -81,7 +98,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     try {
       for (let i = 0; i < 3; i++) {
         const current = deps.leases.get(ctx.subnet.name, ip);
-        if (current && !isAvailableTo(current.record, ctx.request.clientKey, ctx.nowMs)) return 'taken';
+        if (current && !availableTo(ctx, current.record, ctx.request.clientKey)) return 'taken';
         const result = await deps.leases.write(next, current?.modRevision ?? 0);
         if (result.ok) return 'ok';
       }
@@ -91,12 +108,61 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     }
   };
 
+  const unavailable = (detail: string): Outcome => ({ kind: 'drop', reason: DropReason.STORE_UNAVAILABLE, detail });
+
+  /**
+   * Degraded mode: answers only from the last view and writes nothing now. A reservation is
+   * configuration; a binding the view knows is ACKed for the time it has left (never beyond
+   * what the store holds, so no other node can see the address free while the client uses it)
+   * and queued to be recorded when the store returns. Everything else waits for the store.
+   */
+  const degradedAnswer = (ctx: Ctx, draft: ReplyDraft, messageType: MessageType, ip: string): Outcome => {
+    const { request: r, subnet } = ctx;
+    if (ctx.reservation) {
+      if (ip !== ctx.reservation.address) return unavailable(`degraded: ${ip} is not this client's reservation`);
+      const current = deps.leases.get(subnet.name, ip);
+      if (current && !availableTo(ctx, current.record, r.clientKey)) return unavailable(`degraded: reserved ${ip} still leased to another client`);
+      return granted(ctx, draft, messageType, ip);
+    }
+    const known = deps.leases.get(subnet.name, ip);
+    if (!known || !boundTo(ctx, known.record, r.clientKey) || !inPool(subnet, ipToInt(ip))) {
+      return unavailable(`degraded: no known binding of ${ip} to this client`);
+    }
+    const remaining = Math.floor((known.record.expiresAtMs - nowIn(ctx, known.record)) / 1000);
+    if (remaining < 1) return unavailable(`degraded: binding of ${ip} ends now`);
+    const leaseSeconds = Math.min(leaseSecondsFor(ctx), remaining);
+    if (messageType === MessageType.ACK) {
+      deps.degradedRenewals?.add({ record: { ...known.record, node: ctx.node }, expectedModRevision: known.modRevision });
+    }
+    return {
+      kind: 'continue',
+      draft: {
+        ...draft,
+        messageType,
+        yiaddr: ip,
+        leaseSeconds,
+        renewalSeconds: Math.floor(leaseSeconds * 0.5),
+        rebindingSeconds: Math.floor(leaseSeconds * 0.875),
+        includeSubnetOptions: true,
+      },
+    };
+  };
+
+  const offerDegraded = (ctx: Ctx, draft: ReplyDraft): Outcome => {
+    const { request: r, subnet } = ctx;
+    if (ctx.reservation) return degradedAnswer(ctx, draft, MessageType.OFFER, ctx.reservation.address);
+    const own = deps.leases.forClient(subnet.name, r.clientKey).find((e) => boundTo(ctx, e.record, r.clientKey));
+    if (!own) return unavailable('degraded: a new client needs a new binding');
+    return degradedAnswer(ctx, draft, MessageType.OFFER, own.record.ip);
+  };
+
   const offer = async (ctx: Ctx, draft: ReplyDraft): Promise<Outcome> => {
+    if (deps.degraded?.()) return offerDegraded(ctx, draft);
     const { request: r, subnet, nowMs } = ctx;
     if (ctx.reservation) {
       const current = deps.leases.get(subnet.name, ctx.reservation.address);
       // A dynamic lease granted before the reservation existed keeps the address until it ends.
-      if (current && !isAvailableTo(current.record, r.clientKey, nowMs)) {
+      if (current && !availableTo(ctx, current.record, r.clientKey)) {
         return { kind: 'drop', reason: DropReason.NO_LEASE, detail: `reserved ${ctx.reservation.address} still leased to ${current.record.clientKey}` };
       }
       return granted(ctx, draft, MessageType.OFFER, ctx.reservation.address);
@@ -104,15 +170,15 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     const usable = (ip: string): boolean => {
       const n = ipToInt(ip);
       if (!inPool(subnet, n) || subnet.reservedAddresses.has(n)) return false;
-      return isAvailableTo(deps.leases.get(subnet.name, ip)?.record, r.clientKey, nowMs);
+      return availableTo(ctx, deps.leases.get(subnet.name, ip)?.record, r.clientKey);
     };
     // A client keeps its address: its valid binding first, then any earlier record of its own.
     const own = deps.leases
       .forClient(subnet.name, r.clientKey)
       .filter((e) => e.record.state !== 'declined')
-      .sort((a, b) => Number(isBoundTo(b.record, r.clientKey, nowMs)) - Number(isBoundTo(a.record, r.clientKey, nowMs)));
+      .sort((a, b) => Number(boundTo(ctx, b.record, r.clientKey)) - Number(boundTo(ctx, a.record, r.clientKey)));
     for (const e of own) {
-      if (isBoundTo(e.record, r.clientKey, nowMs) && inPool(subnet, ipToInt(e.record.ip))) {
+      if (boundTo(ctx, e.record, r.clientKey) && inPool(subnet, ipToInt(e.record.ip))) {
         return granted(ctx, draft, MessageType.OFFER, e.record.ip);
       }
     }
@@ -141,7 +207,9 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
   const request = async (ctx: Ctx, draft: ReplyDraft): Promise<Outcome> => {
     const r = ctx.request;
     let ip: string;
-    if (r.serverId !== undefined) {
+    // Option 54 with ciaddr and no option 50 is a renewal from a client that keeps option 54
+    // (RFC 2131 says it must not): it renews ciaddr, whichever member it names.
+    if (r.serverId !== undefined && (r.ciaddr === '0.0.0.0' || r.requestedIp !== undefined)) {
       if (r.requestedIp === undefined) return { kind: 'drop', reason: DropReason.MISSING_REQUESTED_IP };
       ip = r.requestedIp; // SELECTING
     } else if (r.ciaddr === '0.0.0.0') {
@@ -158,6 +226,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
       if (ctx.subnet.reservedAddresses.has(n)) return nak(draft, `${ip} is reserved for another client`);
       if (!inPool(ctx.subnet, n)) return nak(draft, `${ip} is not in a pool of ${ctx.subnet.name}`);
     }
+    if (deps.degraded?.()) return degradedAnswer(ctx, draft, MessageType.ACK, ip);
     const leaseMs = leaseSecondsFor(ctx) * 1000;
     const result = await commit(ctx, ip, record(ctx, ip, 'bound', ctx.nowMs + leaseMs, ctx.nowMs));
     if (result === 'taken') return nak(draft, `${ip} is leased to another client`);
@@ -180,7 +249,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
   const release = async (ctx: Ctx): Promise<Outcome> => {
     const ip = ctx.request.ciaddr;
     const current = deps.leases.get(ctx.subnet.name, ip);
-    if (!current || !isBoundTo(current.record, ctx.request.clientKey, ctx.nowMs)) {
+    if (!current || !boundTo(ctx, current.record, ctx.request.clientKey)) {
       return { kind: 'done', note: `release of ${ip} by a client that does not hold it` };
     }
     await deps.leases.write(record(ctx, ip, 'released', ctx.nowMs), current.modRevision);
