@@ -123,6 +123,42 @@ describe('DHCP engine, several nodes on one store', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('a late DISCOVER on a node whose view has not seen the binding yet never shortens it to an offer', async () => {
+    const m = clientOf('n1', 7);
+    const offer = replyOf(await nodes.n1.decide(request(MessageType.DISCOVER, m)));
+    // n2's view as it was between n1's OFFER and its ACK, until n2's first write meets the truth.
+    const staleEntry = nodes.n1.book.get('lab', offer.yiaddr);
+    const staleOwn = nodes.n1.book.forClient('lab', `mac:${m}`);
+    const ack = replyOf(await nodes.n1.decide(request(MessageType.REQUEST, m, { serverId: ADDR.n1, requestedIp: offer.yiaddr })));
+    assert.equal(ack.messageType, MessageType.ACK);
+    let fresh = false;
+    const book = nodes.n2.book;
+    const staleBook = new Proxy(book, {
+      get(target, prop) {
+        if (prop === 'get') return (subnet: string, ip: string) => (!fresh && ip === offer.yiaddr ? staleEntry : target.get(subnet, ip));
+        if (prop === 'forClient') return (subnet: string, key: string) => (fresh ? target.forClient(subnet, key) : staleOwn);
+        if (prop === 'write') {
+          return async (...args: Parameters<LeaseBook['write']>) => {
+            const result = await target.write(...args);
+            fresh = true;
+            return result;
+          };
+        }
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const late = new DhcpEngine(
+      { node: 'n2', advertiseAddress: undefined, httpPort: 8080, leases: staleBook, clock: nodes.n2.clock, cluster: staticClusterView('n2', MEMBERS) },
+      config,
+    );
+    // secs at the threshold: n2 answers although n1 is designated.
+    const lateOffer = replyOf((await late.decide(request(MessageType.DISCOVER, m, { secs: 3 }), viaOf('n2'))).decision);
+    assert.equal(lateOffer.yiaddr, ack.yiaddr);
+    const rec = await stored(ack.yiaddr);
+    assert.equal(rec?.state, 'bound', 'the binding n1 ACKed is still a binding');
+  });
+
   describe('who answers', () => {
     it('the designated node answers a DISCOVER, the other drops it as not designated', async () => {
       healthy('n1', 'n2');

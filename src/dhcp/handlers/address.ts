@@ -99,6 +99,10 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
       for (let i = 0; i < 3; i++) {
         const current = deps.leases.get(ctx.subnet.name, ip);
         if (current && !availableTo(ctx, current.record, ctx.request.clientKey)) return 'taken';
+        // The client's own valid binding already holds the address longer than an offer would:
+        // writing the offer would shorten it to the offer hold (a late DISCOVER answered by a
+        // node whose view had not seen the binding yet). Offer it without writing.
+        if (next.state === 'offered' && boundTo(ctx, current?.record, ctx.request.clientKey)) return 'ok';
         const result = await deps.leases.write(next, current?.modRevision ?? 0);
         if (result.ok) return 'ok';
       }
