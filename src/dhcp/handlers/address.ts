@@ -46,8 +46,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     return asked !== undefined && asked >= 60 && asked < max ? asked : max;
   };
 
-  const granted = (ctx: Ctx, draft: ReplyDraft, messageType: MessageType, ip: string): Outcome => {
-    const leaseSeconds = leaseSecondsFor(ctx);
+  const granted = (ctx: Ctx, draft: ReplyDraft, messageType: MessageType, ip: string, leaseSeconds = leaseSecondsFor(ctx)): Outcome => {
     return {
       kind: 'continue',
       draft: {
@@ -138,18 +137,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     if (messageType === MessageType.ACK) {
       deps.degradedRenewals?.add({ record: { ...known.record, node: ctx.node }, expectedModRevision: known.modRevision });
     }
-    return {
-      kind: 'continue',
-      draft: {
-        ...draft,
-        messageType,
-        yiaddr: ip,
-        leaseSeconds,
-        renewalSeconds: Math.floor(leaseSeconds * 0.5),
-        rebindingSeconds: Math.floor(leaseSeconds * 0.875),
-        includeSubnetOptions: true,
-      },
-    };
+    return granted(ctx, draft, messageType, ip, leaseSeconds);
   };
 
   const offerDegraded = (ctx: Ctx, draft: ReplyDraft): Outcome => {
