@@ -135,6 +135,8 @@ export class EtcdStore extends EventEmitter implements Store {
   readonly #recovered = { applied: 0, resent: 0 };
   /** When etcd last answered a call (Date.now()); see #reportFailure. */
   #lastAnsweredAt = 0;
+  /** When a failure first made the state suspect; a later call's failure confirms it. */
+  #suspectedAt: number | undefined;
   /** Highest revision seen in any response: a lower bound for the revision of the next write. */
   #revisionSeen = 0;
   #healthCheckRunning = false;
@@ -570,22 +572,31 @@ export class EtcdStore extends EventEmitter implements Store {
   }
 
   /**
-   * A call that began at `since` failed for want of etcd. That makes the store disconnected
-   * only if nothing has succeeded since the call began: calls that were already failing when
-   * the cluster came back, or one member's trouble while others answer, must not flap the
-   * state (a health check soon tells).
+   * A call that began at `since` failed for want of etcd. One failure is only a suspicion: it
+   * may be one member's trouble or a leader election (a restarted etcd 3.4 member without
+   * --pre-vote forces one), over in well under a request timeout. The store turns
+   * disconnected when a second call, begun after the first failed, fails too with nothing
+   * answered meanwhile; a health check is sent at once to be that call. Calls that were
+   * already failing when the cluster came back count for nothing.
    */
   #reportFailure(err: unknown, since: number): void {
     if (this.#lastAnsweredAt >= since) {
       this.#checkHealthSoon();
       return;
     }
-    this.#setState('disconnected', err instanceof Error ? err : new Error(String(err)));
+    const suspected = this.#suspectedAt;
+    if (suspected !== undefined && this.#lastAnsweredAt < suspected && since >= suspected) {
+      this.#setState('disconnected', err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (suspected === undefined || this.#lastAnsweredAt >= suspected) this.#suspectedAt = Date.now();
+    this.#checkHealthSoon();
   }
 
   /** etcd answered a call (if only to refuse it). */
   #answered(): void {
     this.#lastAnsweredAt = Date.now();
+    this.#suspectedAt = undefined;
     this.#setState('connected');
   }
 
@@ -616,7 +627,8 @@ export class EtcdStore extends EventEmitter implements Store {
       if (err instanceof PxehaError && err.code === 'PXE_ERR_STORE_AUTH') this.#answered();
     } finally {
       this.#healthCheckRunning = false;
-      this.#scheduleHealthCheck();
+      // A suspicion raised while this check was under way needs a check begun after it.
+      this.#scheduleHealthCheck(this.#suspectedAt !== undefined && this.#state === 'connected' ? 0 : undefined);
     }
   }
 
