@@ -90,6 +90,15 @@ export function registerApiRoutes(app: FastifyInstance, ctx: HttpContext): void 
     if (!ctx.clusterStatus) throw new PxehaError('PXE_ERR_NOT_FOUND', 'this node runs without cluster membership');
     return ctx.clusterStatus();
   });
+  // Which node serves which machines, and who takes a share (src/cluster/placement.ts).
+  app.get('/api/v1/cluster/placement', { schema: tags('cluster') }, async () => {
+    if (!ctx.placement) throw new PxehaError('PXE_ERR_NOT_FOUND', 'this node runs without cluster membership: it serves every machine itself');
+    return ctx.placement();
+  });
+  app.post('/api/v1/cluster/rebalance', { schema: tags('cluster') }, async () => {
+    if (!ctx.rebalance) throw new PxehaError('PXE_ERR_NOT_FOUND', 'this node runs without cluster membership: there is nothing to rebalance');
+    return ctx.rebalance();
+  });
   // A consistent snapshot of all durable cluster state (pxeha backup), as JSON lines.
   app.get('/api/v1/backup', { schema: tags('cluster') }, async (_req, reply) => {
     const text = formatBackup(await takeBackup(ctx.store, ctx.clock.now()));

@@ -42,6 +42,31 @@ describe('renderBootScript', () => {
     );
   });
 
+  it('kernel profile with three boot servers: each file from the first, then the fallbacks', () => {
+    const servers = [node, { name: 'lab2', address: '10.99.0.2', httpPort: 8080 }, { name: 'lab3', address: '10.99.0.3', httpPort: 8081 }];
+    const args = 'initrd=initrd.gz initrd=extra.cpio auto=true priority=critical url=http://10.99.0.1:8080/machines/52%3A54%3A00%3A12%3A34%3A56/files/preseed.cfg hostname=web1 rack=a1 console=ttyS0';
+    assert.equal(
+      renderBootScript(input(debian, { servers })),
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile debian',
+        '# boot servers: lab1, lab2, lab3',
+        `kernel http://10.99.0.1:8080/artifacts/debian-12/linux ${args} || kernel http://10.99.0.2:8080/artifacts/debian-12/linux ${args} || kernel http://10.99.0.3:8081/artifacts/debian-12/linux ${args}`,
+        'initrd http://10.99.0.1:8080/artifacts/debian-12/initrd.gz || initrd http://10.99.0.2:8080/artifacts/debian-12/initrd.gz || initrd http://10.99.0.3:8081/artifacts/debian-12/initrd.gz',
+        // An absolute URL is the same from every server: tried once.
+        'initrd http://mirror.example/extra.cpio',
+        'boot',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('offers the boot servers to script templates, best first', () => {
+    const servers = [{ name: 'lab2', address: '10.99.0.2', httpPort: 8080 }, node];
+    const p = profile({ name: 's', boot: { kind: 'script', script: 'chain{{#servers}} {{url}}/artifacts/x.ipxe{{/servers}}' } });
+    assert.equal(renderTemplate('{{#servers}}{{name}}={{url}};{{/servers}}', templateView(input(p, { servers }))), 'lab2=http://10.99.0.2:8080;lab1=http://10.99.0.1:8080;');
+  });
+
   it('installed once-profile: local boot with the reason', () => {
     const status = { mac: facts.mac, firstSeenMs: 0, lastSeenMs: 0, installedAtMs: Date.UTC(2026, 10, 24, 12, 0, 0) };
     assert.equal(

@@ -45,7 +45,13 @@ export interface RenderInput {
   machine: Machine | undefined;
   profile: Profile | undefined;
   status: MachineStatus | undefined;
+  /** The node rendering the script: scripts, per-machine files and callbacks are fetched here. */
   node: ServingNode;
+  /**
+   * The machine's boot servers, best first (src/boot/servers.ts): every artifact is fetched from
+   * the first, then each next one if that fails. Default: the rendering node alone.
+   */
+  servers?: readonly ServingNode[];
 }
 
 /** Base URL of a node's HTTP server. */
@@ -83,9 +89,24 @@ export function templateView(input: RenderInput): Record<string, unknown> {
     labels: machine?.labels ?? {},
     machine: { name: machine?.name ?? '', profile: profile?.name ?? '' },
     node: { name: node.name, address: node.address, httpPort: node.httpPort, url: nodeUrl(node) },
+    // Boot servers best first, so a script template can write its own `|| chain ...` fallbacks.
+    servers: serversOf(input).map((s) => ({ name: s.name, address: s.address, httpPort: s.httpPort, url: nodeUrl(s) })),
     files,
     callbackUrl: doneCallbackUrl(facts.mac, node),
   }) as Record<string, unknown>;
+}
+
+function serversOf(input: RenderInput): readonly ServingNode[] {
+  return input.servers !== undefined && input.servers.length > 0 ? input.servers : [input.node];
+}
+
+/**
+ * One iPXE command that fetches `ref` from each boot server in turn until one answers
+ * (`kernel a || kernel b`), so a server that dies mid-boot costs a retry, not the boot.
+ */
+function withFallbacks(command: string, ref: string, rest: string, servers: readonly ServingNode[]): string {
+  const urls = [...new Set(servers.map((s) => artifactUrl(ref, s)))];
+  return urls.map((url) => `${command} ${url}${rest}`).join(' || ');
 }
 
 /**
@@ -140,10 +161,12 @@ export function renderBootScript(input: RenderInput): string {
       const args = renderTemplate(boot.args ?? '', view).trim();
       // initrd= names let a UEFI kernel find its initrds (the EFI stub reads them by name).
       const cmdline = [...initrdNames.map((n) => `initrd=${n}`), args].filter((x) => x !== '').join(' ');
+      const servers = serversOf(input);
       return [
         ...head,
-        `kernel ${artifactUrl(boot.kernel, node)}${cmdline ? ` ${cmdline}` : ''}`,
-        ...initrds.map((ref) => `initrd ${artifactUrl(ref, node)}`),
+        ...(servers.length > 1 ? [`# boot servers: ${servers.map((s) => s.name).join(', ')}`] : []),
+        withFallbacks('kernel', boot.kernel, cmdline ? ` ${cmdline}` : '', servers),
+        ...initrds.map((ref) => withFallbacks('initrd', ref, '', servers)),
         'boot',
         '',
       ].join('\n');

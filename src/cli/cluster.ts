@@ -21,6 +21,7 @@ import {
   type ClusterStatus,
   type MemberView,
 } from '../cluster/member-record.js';
+import type { PlacementStatus, RebalanceResult } from '../cluster/placement.js';
 import { readClusterConfig } from '../config/cluster-store.js';
 import { loadNodeConfig } from '../config/load.js';
 import { PxehaError } from '../errors.js';
@@ -64,6 +65,13 @@ async function resolveTarget(flags: Flags, preferApi: boolean): Promise<Target> 
     return { kind: 'store', store, clockSkewWarnMs: node.cluster.clockSkewWarnMs };
   }
   throw new PxehaError('PXE_ERR_CONFIG_INVALID', 'say where the cluster is: --config NODE.yaml, --store PATH or --server URL');
+}
+
+/** A running node's API: placement and rebalance are computed by a node (membership, holdings). */
+async function nodeClient(flags: Flags): Promise<ApiClient> {
+  const target = await resolveTarget(flags, true);
+  if (target.kind !== 'api') throw new PxehaError('PXE_ERR_NOT_FOUND', 'no running node answers: start one, or pass --server URL of a node');
+  return target.client;
 }
 
 async function withStore<T>(config: StoreConfig, fn: (store: Store) => Promise<T>): Promise<T> {
@@ -131,6 +139,20 @@ export function formatClusterStatus(status: ClusterStatus): string {
   ].join('\n');
 }
 
+export function formatPlacement(p: PlacementStatus): string {
+  const nodes = new Table({ head: ['node', 'weight', 'placed', 'buckets', 'machines'], style: { head: [], border: [] } });
+  for (const n of p.nodes) nodes.push([n.name, String(n.weight), n.placed ? 'yes' : 'NO (waits for rebalance)', `${n.buckets}/256`, String(n.machines)]);
+  const machines = new Table({ head: ['machine', 'mac', 'profile', 'boot server', 'fallbacks', 'last served by'], style: { head: [], border: [] } });
+  for (const m of p.machines) {
+    machines.push([m.name ?? '(discovered)', m.mac, m.profile ?? '', `${m.server ?? '(none)'}${m.complete ? '' : ' (no node holds all files)'}`, m.fallbacks.join(', '), m.lastNode ?? '']);
+  }
+  return [
+    `rebalance: ${p.mode}${p.record ? `; placed ${p.record.members.join(', ')} (${p.record.by}, ${new Date(p.record.atMs).toISOString()})` : ''}`,
+    nodes.toString(),
+    p.machines.length > 0 ? machines.toString() : 'no machines known yet',
+  ].join('\n');
+}
+
 export function registerClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('the cluster: members, leader, health');
   targetFlags(
@@ -145,6 +167,35 @@ export function registerClusterCommands(program: Command): void {
         ? await target.client.call<ClusterStatus>('GET', '/api/v1/cluster')
         : await withStore(target.store, (store) => clusterStatusFromStore(store, target.clockSkewWarnMs));
     console.log(opts.output === 'json' ? JSON.stringify(status, null, 2) : formatClusterStatus(status));
+  });
+
+  targetFlags(
+    cluster
+      .command('placement')
+      .description('which node serves which machines: boot server, fallbacks, share of clients per node')
+      .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table')),
+  ).action(async (opts: Flags & { output: 'table' | 'json' }) => {
+    const client = await nodeClient(opts);
+    const placement = await client.call<PlacementStatus>('GET', '/api/v1/cluster/placement');
+    console.log(opts.output === 'json' ? JSON.stringify(placement, null, 2) : formatPlacement(placement));
+  });
+
+  targetFlags(
+    cluster
+      .command('rebalance')
+      .description('give every healthy node its share of clients again (matters with dhcp.rebalance: manual)')
+      .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table')),
+  ).action(async (opts: Flags & { output: 'table' | 'json' }) => {
+    const client = await nodeClient(opts);
+    const result = await client.call<RebalanceResult>('POST', '/api/v1/cluster/rebalance');
+    if (opts.output === 'json') {
+      console.log(JSON.stringify(result, null, 2));
+      return;
+    }
+    console.log(`placed: ${result.record.members.join(', ')} (store revision ${result.record.revision})`);
+    if (result.mode === 'auto') console.log('rebalance is automatic (cluster dhcp.rebalance: auto): every healthy node already has its share');
+    console.log(result.moved.length === 0 ? 'no machine moves' : `${result.moved.length} machine(s) move:`);
+    for (const m of result.moved) console.log(`  ${m.name ?? m.mac} (${m.mac}): ${m.from ?? '(none)'} -> ${m.to ?? '(none)'}`);
   });
 
   targetFlags(

@@ -32,6 +32,8 @@ export interface ClusterNodeOptions {
   log: Logger;
   /** Lease records in the node's view, published as load. */
   leaseRecords?: () => number;
+  /** Artifacts the node holds (src/artifacts/holdings.ts), published for boot-server choice. */
+  artifacts?: () => string[];
   /** Called on every change of store connectivity and leadership (metrics). */
   onHealth?: (health: NodeHealth) => void;
 }
@@ -145,6 +147,7 @@ function describeSelf(options: ClusterNodeOptions): SelfDescription {
     version: PXEHA_VERSION,
     weight: options.weight ?? 100,
     images: [],
+    artifacts: options.artifacts?.() ?? [],
     load: {
       loadAvg1: Math.round(loadavg()[0]! * 100) / 100,
       rssBytes: process.memoryUsage.rss(),

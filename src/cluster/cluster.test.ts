@@ -76,6 +76,7 @@ function record(name: string, configRevision: number, clockMs: number): MemberRe
     version: '0.1.0',
     configRevision,
     images: [],
+    artifacts: [],
     load: { loadAvg1: 0, rssBytes: 0, leaseRecords: 0 },
     clockMs,
     startedAtMs: 0,

@@ -30,6 +30,12 @@ export interface MemberRecord {
   weight?: number;
   /** Boot images the node holds locally (image replication is a later issue: empty today). */
   images: string[];
+  /**
+   * Artifacts named by the configuration (boot files, profile kernels and initrds) that the node
+   * holds in its artifacts directory: boot servers are chosen among the nodes holding a
+   * machine's files (src/boot/servers.ts).
+   */
+  artifacts: string[];
   load: MemberLoad;
   /** The node's wall clock when it wrote this record, in Unix ms. */
   clockMs: number;
@@ -53,6 +59,7 @@ export function parseMemberRecord(value: string): MemberRecord | undefined {
       configRevision: r.configRevision,
       weight: typeof r.weight === 'number' && r.weight >= 0 ? r.weight : 100,
       images: Array.isArray(r.images) ? r.images.filter((a): a is string => typeof a === 'string') : [],
+      artifacts: Array.isArray(r.artifacts) ? r.artifacts.filter((a): a is string => typeof a === 'string') : [],
       load: { loadAvg1: r.load?.loadAvg1 ?? 0, rssBytes: r.load?.rssBytes ?? 0, leaseRecords: r.load?.leaseRecords ?? 0 },
       clockMs: r.clockMs,
       startedAtMs: typeof r.startedAtMs === 'number' ? r.startedAtMs : 0,

@@ -213,6 +213,12 @@ export const DhcpPolicySchema = Type.Object(
      * node, not only its designated one (RFC 3074 §2 "seconds" takeover); 0 disables it.
      */
     takeoverSecs: Type.Integer({ minimum: 0, maximum: 65_535, default: 3 }),
+    /**
+     * When a node comes back (or joins), whether it takes its share of clients (DHCP and boot
+     * serving) at once (auto) or when an operator runs `pxeha cluster rebalance` (manual). A
+     * node that goes down always loses its share at once (src/cluster/placement.ts).
+     */
+    rebalance: Type.Union([Type.Literal('auto'), Type.Literal('manual')], { default: 'auto' }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -4,6 +4,7 @@
  * on, answers now, stops without an answer (a handled RELEASE), or drops the packet with a
  * reason the adapter counts as `pxeha_dhcp_dropped_total{reason}`.
  */
+import type { BootTarget } from '../boot/rules.js';
 import type { ReservationConfig } from '../config/schema.js';
 import type { MessageType } from '../protocol/dhcp4/types.js';
 import type { DhcpRequest } from './request.js';
@@ -56,6 +57,11 @@ export interface RequestContext {
   /** Address clients fetch boot files from (advertised, or the receiving interface's). */
   nodeAddress: string;
   httpPort: number;
+  /**
+   * Where a network-boot client is sent instead (a healthy node holding its files, chosen by
+   * src/boot/servers.ts); undefined means this node.
+   */
+  bootTarget?: (ctx: RequestContext) => BootTarget | undefined;
   cluster: CompiledCluster;
   nowMs: number;
   /** Filled by the subnet handler. */

@@ -15,7 +15,7 @@ export interface MemberInfo extends Candidate {
 export interface ClusterView {
   /** This node's name. */
   readonly self: string;
-  /** Healthy members (store lease alive), this node included while it is registered. */
+  /** Healthy members (store lease alive) that take a share of the clients, this node included while it is registered and placed. */
   members(): readonly MemberInfo[];
   /**
    * The member an address belongs to: `healthy` when it is a member now, false when it was one
@@ -39,11 +39,15 @@ export class MembershipClusterView implements ClusterView {
     private readonly isDegraded: () => boolean,
   ) {}
 
-  /** Call with the full member list whenever it changes. */
-  update(members: readonly MemberInfo[]): void {
-    this.#members = [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  /**
+   * Call with the full member list whenever it changes; `placed` (src/cluster/placement.ts)
+   * narrows who takes a share of the clients, while every healthy member's address stays ours.
+   */
+  update(members: readonly MemberInfo[], placed?: ReadonlySet<string>): void {
+    const sorted = [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.#members = placed ? sorted.filter((m) => placed.has(m.name)) : sorted;
     for (const entry of this.#byAddress.values()) entry.healthy = false;
-    for (const m of this.#members) {
+    for (const m of sorted) {
       for (const a of m.addresses) this.#byAddress.set(a, { name: m.name, healthy: true });
       if (m.clockOffsetMs !== undefined) this.#offsets.set(m.name, m.clockOffsetMs);
     }

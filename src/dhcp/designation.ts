@@ -80,6 +80,17 @@ export function ownerOf(bucket: number, members: readonly Candidate[]): string |
   return best;
 }
 
+/**
+ * Every member in the order it would own `bucket` (owner first, then the runner-up that takes
+ * over when the owner goes, and so on); ties go to the lower name, as in ownerOf.
+ */
+export function rankFor<T extends Candidate>(bucket: number, members: readonly T[]): T[] {
+  const positive = members.some((m) => m.weight > 0);
+  const scored = members.map((m) => ({ m, s: positive ? score(m, bucket) : score({ name: m.name, weight: 1 }, bucket) }));
+  scored.sort((a, b) => b.s - a.s || (a.m.name < b.m.name ? -1 : a.m.name > b.m.name ? 1 : 0));
+  return scored.map((x) => x.m);
+}
+
 /** Owner of every bucket (index = bucket), for status and tests. */
 export function bucketTable(members: readonly Candidate[]): (string | undefined)[] {
   return Array.from({ length: BUCKETS }, (_, b) => ownerOf(b, members));

@@ -33,6 +33,8 @@ export interface EngineOptions {
    * embedded store: that node answers everything and is never degraded.
    */
   cluster?: ClusterView;
+  /** Picks the node a network-boot client fetches from (node.ts); default this node. */
+  bootTarget?: RequestContext['bootTarget'];
 }
 
 export interface DhcpStatus {
@@ -139,6 +141,7 @@ export class DhcpEngine {
       node: this.options.node,
       nodeAddress: this.options.advertiseAddress ?? serverId,
       httpPort: this.options.httpPort,
+      ...(this.options.bootTarget ? { bootTarget: this.options.bootTarget } : {}),
       cluster: this.cluster,
       nowMs: this.options.clock.now(),
     };

@@ -11,6 +11,7 @@ import { access } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { registerApiRoutes } from '../api/routes.js';
 import { resolveArtifact } from '../artifacts/resolve.js';
+import { referencedArtifacts } from '../boot/servers.js';
 import { compileChecker } from '../config/load.js';
 import { ConfigError, PxehaError } from '../errors.js';
 import type { HttpContext } from './context.js';
@@ -31,12 +32,7 @@ export function errorEnvelope(err: unknown): { statusCode: number; body: Record<
 
 /** Artifacts the configuration tells clients to fetch from this node, which must be present. */
 export function advertisedArtifacts(ctx: HttpContext): string[] {
-  const files = Object.values(ctx.cluster().boot.files).filter((f): f is string => typeof f === 'string');
-  for (const p of ctx.inventory.listProfiles()) {
-    if (p.boot.kind !== 'kernel') continue;
-    for (const ref of [p.boot.kernel, ...(p.boot.initrds ?? [])]) if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) files.push(ref);
-  }
-  return [...new Set(files)];
+  return referencedArtifacts(ctx.inventory.listProfiles(), ctx.cluster().boot);
 }
 
 export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {

@@ -3,7 +3,9 @@ import type { ClusterStatus } from '../cluster/member-record.js';
 import type { DhcpStatus } from '../dhcp/engine.js';
 import type { Logger } from '../obs/log.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { ClusterConfig } from '../config/schema.js';
+import type { ClusterConfig, Profile } from '../config/schema.js';
+import type { ServingNode } from '../boot/render.js';
+import type { PlacementStatus, RebalanceResult } from '../cluster/placement.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
@@ -26,6 +28,15 @@ export interface HttpContext {
   clusterStatus?: () => Promise<ClusterStatus>;
   /** Whether this node reaches the store and leads. */
   health?: () => NodeHealth;
+  /**
+   * A machine's boot servers, best first (src/boot/servers.ts), given its profile and address;
+   * absent on a single node, which serves everything itself.
+   */
+  bootServers?: (mac: string, profile: Profile | undefined, clientIp: string | undefined) => ServingNode[];
+  /** Which node serves which machines (src/cluster/placement.ts); absent on a single node. */
+  placement?: () => PlacementStatus;
+  /** `pxeha cluster rebalance`: place every healthy member; returns the machines that move. */
+  rebalance?: () => Promise<RebalanceResult>;
   /** DHCP degraded mode and bucket share (DhcpEngine.status). */
   dhcp?: () => DhcpStatus;
 }

@@ -37,6 +37,11 @@ export interface VmSpec {
   /** UEFI: this machine's writable copy of the OVMF variable store (see prepareUefiVars). */
   uefiVarsFile?: string;
   memoryMiB?: number;
+  /**
+   * BIOS: when every boot device failed, reboot after this long and try again (SeaBIOS
+   * reboot-timeout), as servers set to retry network boot do; default: stop at "No bootable device".
+   */
+  rebootTimeoutMs?: number;
 }
 
 /** COM1, for SeaBIOS's `etc/sercon-port`: a 16-bit little-endian port number in a file. */
@@ -92,7 +97,7 @@ export function qemuArgs(vm: VmSpec): string[] {
       '-device',
       `e1000,netdev=n0,mac=${vm.mac},romfile=${FIRMWARE_FILES.biosNicRom},bootindex=1`,
       '-boot',
-      'n',
+      vm.rebootTimeoutMs !== undefined ? `order=n,reboot-timeout=${vm.rebootTimeoutMs}` : 'n',
     ];
   }
   if (!vm.uefiVarsFile) throw new Error('a UEFI machine needs uefiVarsFile');

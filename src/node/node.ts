@@ -26,6 +26,28 @@ import { ClusterNode } from '../cluster/cluster-node.js';
 import { failoverWarnings } from '../cluster/failover.js';
 import { leaseExpiryJob } from '../cluster/lease-expiry.js';
 import { estimateOffsetMs } from '../cluster/member-record.js';
+import { ArtifactHoldings } from '../artifacts/holdings.js';
+import {
+  PLACEMENT_KEY,
+  movedMachines,
+  parsePlacement,
+  placedMembers,
+  placementJob,
+  placementStatus,
+  rebalance,
+  type PlacementStatus,
+  type RebalanceResult,
+} from '../cluster/placement.js';
+import { PrefixCache } from '../store/prefix-cache.js';
+import { pxeFileForArch, type BootTarget } from '../boot/rules.js';
+import type { ServingNode } from '../boot/render.js';
+import { bootServersFor, isLocalArtifact, profileArtifacts, referencedArtifacts, type BootNodeInfo } from '../boot/servers.js';
+import type { RequestContext } from '../dhcp/chain.js';
+import type { Profile } from '../config/schema.js';
+import { ipToInt, networkContains, parseCidr, type Ipv4Network } from '../util/ipv4.js';
+
+/** How often a node looks again at which artifacts it holds (a stat per named file). */
+const HOLDINGS_REFRESH_MS = 2000;
 
 export interface RunningNode {
   store: Store;
@@ -67,6 +89,13 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     metrics.configRevision.set(initial.revision);
     const leases = await LeaseBook.open(store, (err) => log.error({ err }, 'lease watch failed'));
     cleanups.push(() => leases.close());
+    const inventory = await Inventory.open(store, (err) => log.error({ err: err.message }, 'invalid object in the store skipped'));
+    cleanups.push(() => inventory.close());
+    // What this node holds of the files the configuration names, published with its record.
+    const artifactsRoot = await realpath(config.artifactsDir).catch(() => config.artifactsDir);
+    let currentConfig = initial.config;
+    const holdings = new ArtifactHoldings(artifactsRoot, () => referencedArtifacts(inventory.listProfiles(), currentConfig.boot));
+    await holdings.refresh();
     // Closed before the store (cleanups run in reverse): jobs stop and the node resigns first.
     const cluster = await ClusterNode.start(
       store,
@@ -85,10 +114,12 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
             graceMs: config.cluster.leaseExpiryGraceSeconds * 1000,
             onRemoved: (n) => metrics.leaseRecordsExpired.inc(n),
           }),
+          placementJob({ mode: () => currentConfig.dhcp.rebalance, now: () => clock.now(), self: config.name }),
         ],
         clock,
         log,
         leaseRecords: () => leases.size,
+        artifacts: () => holdings.held(),
         onHealth: (health) => {
           metrics.nodeDegraded.set(health.state === 'degraded' ? 1 : 0);
           metrics.clusterLeader.set(health.leader ? 1 : 0);
@@ -109,17 +140,76 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     let storeDisconnected = false;
     const dhcpView =
       store.kind === 'embedded' ? undefined : new MembershipClusterView(config.name, () => storeDisconnected || cluster.membership.degraded);
-    const updateDhcpView = (): void =>
+    // Boot servers are chosen among the healthy, placed members that hold a machine's files.
+    let bootNodes: BootNodeInfo[] = [];
+    let healthyBootNodes: BootNodeInfo[] = [];
+    let updateDhcpView = (): void => undefined;
+    const placement = await PrefixCache.open(store, PLACEMENT_KEY, (v) => parsePlacement(v), (err) => log.error({ err }, 'placement watch failed'), () =>
+      updateDhcpView(),
+    );
+    cleanups.push(() => placement.close());
+    updateDhcpView = (): void => {
+      const healthy = cluster.membership.members();
+      const names = healthy.map((m) => ({ name: m.record.name }));
+      const placed = new Set(placedMembers(names, currentConfig.dhcp.rebalance, placement.get('')).map((m) => m.name));
+      healthyBootNodes = healthy.map((m) => ({
+        name: m.record.name,
+        weight: m.record.weight ?? 100,
+        addresses: m.record.addresses,
+        httpPort: m.record.httpPort,
+        holds: new Set(m.record.artifacts),
+      }));
+      bootNodes = healthyBootNodes.filter((n) => placed.has(n.name));
       dhcpView?.update(
         cluster.membership.members().map((m) => {
           const clockOffsetMs = estimateOffsetMs(m);
           return { name: m.record.name, weight: m.record.weight ?? 100, addresses: m.record.addresses, ...(clockOffsetMs !== undefined ? { clockOffsetMs } : {}) };
         }),
+        placed,
       );
+    };
+    const bootServersOf = (mac: string, needed: readonly string[], networks: readonly Ipv4Network[], max?: number): ServingNode[] => {
+      const choice = bootServersFor(mac, needed, bootNodes, networks, max);
+      metrics.bootServerChoices.inc({ result: choice.complete ? 'held' : 'none-holds' });
+      return choice.servers;
+    };
+    const holdingsTimer = setInterval(() => {
+      void holdings.refresh().then((changed) => {
+        if (changed) {
+          log.info({ artifacts: holdings.held() }, 'artifacts held changed');
+          void cluster.membership.publish();
+        }
+      }, (err: unknown) => log.warn({ err }, 'artifact holdings not refreshed'));
+    }, HOLDINGS_REFRESH_MS);
+    holdingsTimer.unref();
+    cleanups.push(async () => clearInterval(holdingsTimer));
     updateDhcpView();
     cluster.membership.on('change', updateDhcpView);
     const engine = new DhcpEngine(
-      { node: config.name, advertiseAddress: config.advertiseAddress, httpPort: config.http.port, leases, clock, cluster: dhcpView },
+      {
+        node: config.name,
+        advertiseAddress: config.advertiseAddress,
+        httpPort: config.http.port,
+        leases,
+        clock,
+        cluster: dhcpView,
+        // In a cluster a network-boot client is sent to its boot server, which is this node
+        // whenever it is also the client's designated node and holds the client's files.
+        ...(dhcpView
+          ? {
+              bootTarget: (ctx: RequestContext): BootTarget | undefined => {
+                const machine = inventory.findMachine(ctx.request.mac, undefined);
+                const needed = profileArtifacts(inventory.profileFor(machine, ctx.cluster.config));
+                if (!ctx.request.isIpxe) {
+                  const file = pxeFileForArch(ctx.request.clientArch, ctx.cluster.config.boot.files);
+                  if (file !== undefined && isLocalArtifact(file)) needed.push(file.replace(/^\/+/, ''));
+                }
+                const [server] = bootServersOf(ctx.request.mac, needed, ctx.subnet ? [ctx.subnet.network] : [], 1);
+                return server ? { nodeAddress: server.address, httpPort: server.httpPort } : undefined;
+              },
+            }
+          : {}),
+      },
       initial.config,
     );
     metrics.dhcpDegraded.set(engine.degraded ? 1 : 0);
@@ -148,6 +238,8 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       initial.readRevision,
       (next) => {
         engine.applyConfig(next.config);
+        currentConfig = next.config;
+        updateDhcpView(); // the rebalance mode may have changed
         metrics.configRevision.set(next.revision);
         cluster.membership.setAppliedRevision(next.revision);
         warnFailover(next.config);
@@ -170,13 +262,26 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         log.info({ iface: ifname, address: socket.localAddress, port: config.dhcp.port }, 'dhcp listening');
       }
     }
-    const inventory = await Inventory.open(store, (err) => log.error({ err: err.message }, 'invalid object in the store skipped'));
-    cleanups.push(() => inventory.close());
+    const placementNow = (record = placement.get('')): PlacementStatus => {
+      const configured = inventory.listMachines().flatMap((m) => (m.mac ? [{ mac: m.mac, name: m.name, machine: m }] : []));
+      const known = new Set(configured.map((m) => m.mac));
+      const discovered = inventory.listStatuses().filter((st) => !known.has(st.mac)).map((st) => ({ mac: st.mac, machine: undefined }));
+      return placementStatus({
+        mode: currentConfig.dhcp.rebalance,
+        record,
+        healthy: healthyBootNodes,
+        machines: [...configured, ...discovered].map((m) => {
+          const lastNode = inventory.status(m.mac)?.lastNode;
+          const profile = inventory.profileFor(m.machine, currentConfig);
+          return { mac: m.mac, ...('name' in m ? { name: m.name } : {}), ...(profile ? { profile } : {}), ...(lastNode ? { lastNode } : {}) };
+        }),
+      });
+    };
     const httpContext: HttpContext = {
       nodeName: config.name,
       advertiseAddress: config.advertiseAddress,
       httpPort: config.http.port,
-      artifactsRoot: await realpath(config.artifactsDir).catch(() => config.artifactsDir),
+      artifactsRoot,
       store,
       inventory,
       cluster: () => engine.config,
@@ -186,6 +291,22 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       clusterStatus: () => cluster.status(),
       health: () => cluster.health(),
       dhcp: () => engine.status(),
+      ...(dhcpView
+        ? {
+            placement: () => placementNow(),
+            rebalance: async (): Promise<RebalanceResult> => {
+              const before = placementNow();
+              const record = await rebalance(store, config.name, clock.now());
+              const after = placementNow(record);
+              return { mode: after.mode, record, moved: movedMachines(before, after) };
+            },
+            bootServers: (mac: string, profile: Profile | undefined, clientIp: string | undefined): ServingNode[] => {
+              const ip = clientIp !== undefined && /^\d+\.\d+\.\d+\.\d+$/.test(clientIp) ? ipToInt(clientIp) : undefined;
+              const networks = ip === undefined ? [] : currentConfig.subnets.map((sub) => parseCidr(sub.subnet)).filter((net) => networkContains(net, ip));
+              return bootServersOf(mac, profileArtifacts(profile), networks);
+            },
+          }
+        : {}),
     };
     if (config.tftp.enabled) {
       const tftp = await startTftpServer({

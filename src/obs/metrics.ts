@@ -95,6 +95,12 @@ export class Metrics {
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers: [this.registry],
   });
+  readonly bootServerChoices = new Counter({
+    name: 'pxeha_boot_server_choice_total',
+    help: 'Boot servers chosen for a machine, by whether some node held every file it needs (held) or none did (none-holds: every node ranked)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly bootStages = new Counter({
     name: 'pxeha_boot_stage_total',
     help: 'Machines reaching a boot stage (script, done)',

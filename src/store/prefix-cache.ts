@@ -19,6 +19,8 @@ export class PrefixCache<T> {
     prefix: string,
     parse: (value: string, key: string) => T | undefined,
     onError: (err: Error) => void,
+    /** Called after each batch of changes is applied. */
+    onChange?: () => void,
   ): Promise<PrefixCache<T>> {
     const cache = new PrefixCache<T>(prefix, parse);
     const snapshot = await store.range(prefix, { prefix: true });
@@ -29,6 +31,7 @@ export class PrefixCache<T> {
         if (e.type === 'put') cache.apply(e.kv.key, e.kv.value, e.kv.modRevision);
         else cache.items.delete(e.kv.key.slice(prefix.length));
       }
+      onChange?.();
     });
     cache.watcher.on('error', onError);
     return cache;

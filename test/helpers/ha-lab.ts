@@ -56,6 +56,8 @@ export interface HaLabOptions {
   node?: Record<string, unknown>;
   /** Per-node extra node.yaml fields (e.g. a weight), by node index. */
   nodeFields?: (i: number) => Record<string, unknown>;
+  /** Extra files for a node's artifacts directory (relative path → content), by node index. */
+  artifacts?: (i: number) => Record<string, string | Buffer>;
 }
 
 /** The lab segment: 10.99.0.0/16, servers at 10.99.0.1…, pool 10.99.1.0 – 10.99.254.255. */
@@ -400,6 +402,10 @@ export class HaLab {
       // Placeholders for every boot file (defaults included), so /healthz reports ready.
       for (const file of new Set([...bootFiles, 'undionly.kpxe', 'ipxe.efi', 'snponly.efi'])) {
         writeFileSync(path.join(artifactsDir, file), `placeholder ${file}\n`);
+      }
+      for (const [file, content] of Object.entries(this.options.artifacts?.(node.index) ?? {})) {
+        mkdirSync(path.dirname(path.join(artifactsDir, file)), { recursive: true });
+        writeFileSync(path.join(artifactsDir, file), content);
       }
       const config = {
         name: node.name,

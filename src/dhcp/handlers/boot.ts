@@ -20,7 +20,7 @@ export function bootAnswerFor(ctx: RequestContext): BootAnswer | undefined {
   return decideBoot(
     bootFacts(ctx.request),
     ctx.cluster.config.boot,
-    { nodeAddress: ctx.nodeAddress, httpPort: ctx.httpPort },
+    ctx.bootTarget?.(ctx) ?? { nodeAddress: ctx.nodeAddress, httpPort: ctx.httpPort },
     ctx.reservation?.boot,
   );
 }

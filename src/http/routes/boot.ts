@@ -50,7 +50,8 @@ export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext): void
     const status = await ctx.inventory.recordStage(facts.mac, 'script', ctx.nodeName, ctx.clock.now(), seen);
     ctx.metrics.bootStages.inc({ stage: 'script' });
     if (!machine) ctx.log.info({ mac: facts.mac, uuid: facts.uuid }, 'unknown machine discovered');
-    const script = renderBootScript({ facts, machine, profile, status, node: servingNode(ctx, req) });
+    const servers = ctx.bootServers?.(facts.mac, profile, facts.ip);
+    const script = renderBootScript({ facts, machine, profile, status, node: servingNode(ctx, req), ...(servers ? { servers } : {}) });
     return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(script);
   });
 
