@@ -49,37 +49,55 @@ export function parsePlacement(value: string | undefined): PlacementRecord | und
 }
 
 /** The healthy members that take a share, in their given order. */
-export function placedMembers<T extends { name: string }>(healthy: readonly T[], mode: RebalanceMode, placement: PlacementRecord | undefined): T[] {
+export function placedMembers<T extends { name: string }>(
+  healthy: readonly T[],
+  mode: RebalanceMode,
+  placement: PlacementRecord | undefined,
+): T[] {
   if (mode === 'auto' || placement === undefined) return [...healthy];
   const placed = healthy.filter((m) => placement.members.includes(m.name));
   return placed.length > 0 ? placed : [...healthy];
 }
 
 /**
- * Leader job (manual mode): keeps the placement record to members that are still healthy,
- * so a node that went down does not take its share back by itself on return. Creates the
- * record with every healthy member when there is none.
+ * Leader job (manual mode): keeps the placement record to members that are still healthy, so a
+ * node that went down does not take its share back by itself on return. With no record every
+ * healthy member is placed (a cluster starting node by node places them all); the first time a
+ * member the leader saw goes, the record is written with the members left.
  */
 export function placementJob(options: { mode: () => RebalanceMode; intervalMs?: number; now: () => number; self: string }): LeaderJob {
-  return periodicJob('placement', options.intervalMs ?? 500, async ({ store, fence, log }) => {
-    if (options.mode() !== 'manual') return;
-    const [members, current] = await Promise.all([store.range(MEMBERS_PREFIX, { prefix: true }), store.get(PLACEMENT_KEY)]);
-    const healthy = members.kvs.flatMap((kv) => parseMemberRecord(kv.value)?.name ?? []);
-    const record = parsePlacement(current?.value);
-    const keep = record ? record.members.filter((m) => healthy.includes(m)) : healthy;
-    if (record && keep.length === record.members.length) return;
-    const removed = record ? record.members.filter((m) => !healthy.includes(m)) : [];
-    const next: PlacementRecord = {
-      members: keep.sort(),
-      atMs: options.now(),
-      by: record ? `leader ${options.self} removed ${removed.join(', ')}` : `leader ${options.self} placed the healthy members`,
-    };
-    const result = await fencedTxn(store, fence, {
-      compare: [{ key: PLACEMENT_KEY, target: 'modRevision', op: '==', value: current?.modRevision ?? 0 }],
-      success: [{ type: 'put', key: PLACEMENT_KEY, value: JSON.stringify(next) }],
-    });
-    if (result.succeeded) log.info({ placed: next.members, removed }, 'placement updated');
-  });
+  return {
+    name: 'placement',
+    run: (context) => {
+      // Healthy members at the last step of this leadership: a departure from them is what counts.
+      let seen: string[] | undefined;
+      return periodicJob('placement', options.intervalMs ?? 500, async ({ store, fence, log, signal }) => {
+        if (options.mode() !== 'manual') {
+          seen = undefined;
+          return;
+        }
+        const [members, current] = await Promise.all([store.range(MEMBERS_PREFIX, { prefix: true }), store.get(PLACEMENT_KEY)]);
+        const healthy = members.kvs.flatMap((kv) => parseMemberRecord(kv.value)?.name ?? []).sort();
+        const record = parsePlacement(current?.value);
+        const previous = seen;
+        seen = healthy;
+        const placedBefore = record ? record.members : previous;
+        if (placedBefore === undefined || signal.aborted) return;
+        const removed = placedBefore.filter((m) => !healthy.includes(m));
+        if (removed.length === 0) return;
+        const next: PlacementRecord = {
+          members: placedBefore.filter((m) => healthy.includes(m)),
+          atMs: options.now(),
+          by: `leader ${options.self} removed ${removed.join(', ')}`,
+        };
+        const result = await fencedTxn(store, fence, {
+          compare: [{ key: PLACEMENT_KEY, target: 'modRevision', op: '==', value: current?.modRevision ?? 0 }],
+          success: [{ type: 'put', key: PLACEMENT_KEY, value: JSON.stringify(next) }],
+        });
+        if (result.succeeded) log.info({ placed: next.members, removed }, 'placement updated: a placed node went down');
+      }).run(context);
+    },
+  };
 }
 
 /** `pxeha cluster rebalance`: every healthy member takes its share again. */
@@ -165,5 +183,10 @@ export function movedMachines(before: PlacementStatus, after: PlacementStatus): 
   const was = new Map(before.machines.map((m) => [m.mac, m.server]));
   return after.machines
     .filter((m) => was.get(m.mac) !== m.server)
-    .map((m) => ({ mac: m.mac, ...(m.name !== undefined ? { name: m.name } : {}), ...(was.get(m.mac) ? { from: was.get(m.mac)! } : {}), ...(m.server ? { to: m.server } : {}) }));
+    .map((m) => ({
+      mac: m.mac,
+      ...(m.name !== undefined ? { name: m.name } : {}),
+      ...(was.get(m.mac) ? { from: was.get(m.mac)! } : {}),
+      ...(m.server ? { to: m.server } : {}),
+    }));
 }
