@@ -16,7 +16,7 @@ export interface FailoverSettings {
 }
 
 /** Defaults of the node configuration's `cluster` section, for callers without a node config. */
-export const DEFAULT_FAILOVER: FailoverSettings = { memberTtlSeconds: 3, storeElectionTimeoutMs: 1000 };
+export const DEFAULT_FAILOVER: FailoverSettings = { memberTtlSeconds: 2, storeElectionTimeoutMs: 1000 };
 
 export function failoverWindowMs(settings: FailoverSettings): number {
   return settings.memberTtlSeconds * 1000 + settings.storeElectionTimeoutMs;

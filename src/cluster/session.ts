@@ -3,9 +3,13 @@
  * and its election candidacy hang on (etcd's clientv3/concurrency Session). The session is the
  * node's one judge of store connectivity:
  *
- * - Every `keepAliveIntervalMs` it renews the lease, each renewal bounded by a deadline
- *   shorter than the TTL, so a store that accepts connections and never answers still counts
- *   as down.
+ * - Every `keepAliveIntervalMs` (a quarter of the TTL) it renews the lease, each renewal
+ *   bounded by a deadline of half the TTL, so a store that accepts connections and never
+ *   answers still counts as down. Renewing four times per TTL (not three) keeps the last
+ *   renewal that worked close to any outage that follows: with the 2 s default a node survives
+ *   a store that answers nothing for up to 1.5 s (an etcd leader election at etcd's default
+ *   1000 ms election timeout) without presuming its lease lost; a slow answer (up to 1 s)
+ *   still counts.
  * - A failed renewal is retried soon (retryDelayMs) rather than one period later. etcd cannot
  *   renew leases while it elects a Raft leader (up to about two election timeouts), so a
  *   renewal or two may fail in a healthy cluster; that must not show.
@@ -32,9 +36,9 @@ export type SessionState = 'connected' | 'degraded';
 export interface SessionOptions {
   /** Lease TTL; the node disappears for everyone this long after its last renewal. */
   ttlSeconds: number;
-  /** Renewal period; default a third of the TTL. */
+  /** Renewal period; default a quarter of the TTL. */
   keepAliveIntervalMs?: number;
-  /** Deadline of one store call made by the session; default the renewal period. */
+  /** Deadline of one store call made by the session; default half the TTL (two periods). */
   requestTimeoutMs?: number;
   /** No successful renewal for this long makes the session overdue (leaders stop); default 2/3 of the TTL. */
   overdueAfterMs?: number;
@@ -70,8 +74,8 @@ export class StoreSession extends EventEmitter {
     super();
     this.#store = store;
     this.ttlSeconds = options.ttlSeconds;
-    this.keepAliveIntervalMs = options.keepAliveIntervalMs ?? Math.max(100, Math.floor((options.ttlSeconds * 1000) / 3));
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? this.keepAliveIntervalMs;
+    this.keepAliveIntervalMs = options.keepAliveIntervalMs ?? Math.max(100, Math.floor((options.ttlSeconds * 1000) / 4));
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? Math.max(this.keepAliveIntervalMs, Math.floor((options.ttlSeconds * 1000) / 2));
     this.#overdueAfterMs = options.overdueAfterMs ?? (options.ttlSeconds * 1000 * 2) / 3;
     this.#retryDelayMs = options.retryDelayMs ?? Math.max(50, Math.floor(this.keepAliveIntervalMs / 4));
     this.#nextDelayMs = this.keepAliveIntervalMs;

@@ -320,8 +320,12 @@ export const NodeConfigSchema = Type.Object(
       {
         /** This node's relative share of DHCP clients (and boot traffic) in the cluster; published in its membership record. */
         weight: Type.Integer({ minimum: 0, maximum: 10_000, default: 100 }),
-        /** TTL of the node's store lease: a node that stops renewing it is gone for everyone this long after. */
-        memberTtlSeconds: Type.Integer({ minimum: 1, maximum: 60, default: 3 }),
+        /**
+         * TTL of the node's store lease: a node that stops renewing it is gone for everyone this
+         * long after (plus etcd's 500 ms expiry scan), and its DHCP clients go to the others. 2 is
+         * etcd's smallest lease TTL at its default timings (1.5 election timeouts, rounded up).
+         */
+        memberTtlSeconds: Type.Integer({ minimum: 1, maximum: 60, default: 2 }),
         /** How often the node rewrites its membership record (load, clock). */
         publishIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
         /** Clock difference between nodes above which `pxeha cluster status` warns. */

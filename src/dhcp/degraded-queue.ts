@@ -50,7 +50,9 @@ export class DegradedRenewals {
       try {
         const w = await leases.write(entry.record, entry.expectedModRevision);
         this.#queue.delete(key);
-        if (w.ok) result.written++;
+        // A write of an earlier pass whose reply was lost (the store failing again as it came
+        // back) may have been applied: finding our own record there is success, not a conflict.
+        if (w.ok || (w.current && JSON.stringify(w.current.record) === JSON.stringify(entry.record))) result.written++;
         else {
           result.conflicts.push(key);
           onConflict?.(key);

@@ -48,7 +48,7 @@ export interface HaLabOptions {
   clientAddresses?: readonly (string | undefined)[];
   /** The cluster document applied once; default: one /16 subnet with a large pool. */
   cluster?: Record<string, unknown>;
-  /** Membership lease TTL (node.yaml cluster.memberTtlSeconds); default 3. */
+  /** Membership lease TTL (node.yaml cluster.memberTtlSeconds); default 2, as the schema's. */
   memberTtlSeconds?: number;
   /** pxeha log level; default 'info' (per-packet lines are debug: costly under load). */
   logLevel?: 'info' | 'debug' | 'warn';
@@ -420,7 +420,7 @@ export class HaLab {
         dhcp: { interfaces: ['eth0'] },
         http: { address: node.ip, port: 8080 },
         tftp: { address: node.ip, port: 69 },
-        cluster: { memberTtlSeconds: this.options.memberTtlSeconds ?? 3 },
+        cluster: { memberTtlSeconds: this.options.memberTtlSeconds ?? 2 },
         log: { level: this.options.logLevel ?? 'info' },
         ...this.options.node,
         ...this.options.nodeFields?.(node.index),
