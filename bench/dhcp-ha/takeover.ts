@@ -28,18 +28,24 @@
  *
  * Usage: npm run bench:dhcp-ha -- [--trials 20] [--load-rate 50] [--nodes 3] [--kea-trials 2]
  *                                 [--kea-deadline-seconds 90] [--throughput-rate 600]
- *                                 [--throughput-seconds 6]
+ *                                 [--throughput-seconds 6] [--throughput-only]
+ *                                 [--cpu-prof DIR]
+ * --throughput-only runs the throughput phase of both set-ups and no takeover trial; --cpu-prof
+ * has the pxeha lab's Node processes write V8 CPU profiles into DIR (the nodes are stopped
+ * gracefully after the throughput phase so that theirs are written).
  * Bounded: every trial has a deadline, the whole run a trial cap; all namespaces and processes
  * are removed at the end, on failure and on Ctrl-C (Sandbox).
  */
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { apiGet } from '../../test/helpers/dhcp-client-pxeha.js';
 import { HaLab, startRelayFanout } from '../../test/helpers/ha-lab.js';
 import { Sandbox, type Netns, type NetnsProcess } from '../../test/helpers/netns.js';
 import { parsePerfdhcpReport, perfdhcpArgv, runPerfdhcp } from '../../test/helpers/perfdhcp.js';
-import { fmt, integerOption, say } from '../lib/common.js';
+import { cpuSeconds, fmt, integerOption, say } from '../lib/common.js';
 
 const LOAD_ADDRESS = '10.99.0.50';
 const FANOUT_ADDRESS = '10.99.0.51';
@@ -192,8 +198,21 @@ interface Throughput {
   drops: number;
 }
 
-/** One bounded perfdhcp run through the fan-out (every server sees every message). */
-async function measureThroughput(load: Netns, rate: number, seconds: number, baseMac: string): Promise<Throughput> {
+/**
+ * One bounded perfdhcp run through the fan-out (every server sees every message). With
+ * `cpu`, the CPU seconds each listed process spent during the run are printed after it.
+ */
+async function measureThroughput(
+  load: Netns,
+  rate: number,
+  seconds: number,
+  baseMac: string,
+  cpu: ReadonlyArray<{ label: string; pid: number | undefined }> = [],
+  namespaces: ReadonlyArray<{ label: string; ns: Netns }> = [],
+): Promise<Throughput> {
+  const before = cpu.map((p) => (p.pid !== undefined ? cpuSeconds(p.pid) : undefined));
+  const udpBefore = await Promise.all(namespaces.map((n) => udpCounters(n.ns)));
+  const machineBefore = machineCpu();
   const run = await runPerfdhcp(load, {
     server: FANOUT_ADDRESS,
     localAddress: LOAD_ADDRESS,
@@ -205,8 +224,83 @@ async function measureThroughput(load: Netns, rate: number, seconds: number, bas
     baseMac,
     exitWaitSeconds: 2,
   });
+  if (cpu.length > 0) {
+    const spent = cpu.map((p, i) => {
+      const b = before[i];
+      const a = p.pid !== undefined ? cpuSeconds(p.pid) : undefined;
+      return `${p.label} ${a !== undefined && b !== undefined ? fmt(a - b, 2) : '-'}`;
+    });
+    const machineAfter = machineCpu();
+    const busy = machineAfter.busy - machineBefore.busy;
+    const total = busy + machineAfter.idle - machineBefore.idle;
+    say(`  cpu seconds during the run: ${spent.join(', ')}; whole machine ${fmt(busy, 1)} busy of ${fmt(total, 1)} (${fmt((100 * busy) / total)}%)`);
+  }
+  if (namespaces.length > 0) {
+    const udpAfter = await Promise.all(namespaces.map((n) => udpCounters(n.ns)));
+    const delta = namespaces.map((n, i) => {
+      const d = (k: string) => (udpAfter[i]!.get(k) ?? 0) - (udpBefore[i]!.get(k) ?? 0);
+      return `${n.label} in ${d('InDatagrams')} rcvbuf-errors ${d('RcvbufErrors')} sndbuf-errors ${d('SndbufErrors')}`;
+    });
+    say(`  UDP during the run: ${delta.join('; ')}`);
+  }
   const { discoverOffer: dO, requestAck: rA } = run.report;
   return { leasesPerSecond: run.report.rate, sent: dO.sent, completed: rA.received, drops: dO.drops + rA.drops };
+}
+
+/** Busy and idle CPU seconds of the whole machine since boot (/proc/stat). */
+function machineCpu(): { busy: number; idle: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  const all = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: (all - idle) / 100, idle: idle / 100 };
+}
+
+/** The kernel's UDP counters of a namespace (/proc/net/snmp). */
+async function udpCounters(ns: Netns): Promise<Map<string, number>> {
+  const { stdout } = await ns.exec(['cat', '/proc/net/snmp']);
+  const [names, values] = stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+  const out = new Map<string, number>();
+  if (!names || !values) return out;
+  const n = names.split(/\s+/).slice(1);
+  const v = values.split(/\s+/).slice(1);
+  n.forEach((k, i) => out.set(k, Number(v[i])));
+  return out;
+}
+
+/**
+ * A node's Prometheus text in one line: replies and drops by kind, the mean and median of its
+ * decisions and store transactions (the median from the histogram's buckets).
+ */
+function summarizeMetrics(text: string | undefined): string {
+  if (typeof text !== 'string') return 'no metrics';
+  const samples = text.split('\n').filter((l) => l.startsWith('pxeha_'));
+  const sum = (re: RegExp): Map<string, number> => {
+    const out = new Map<string, number>();
+    for (const l of samples) {
+      const m = re.exec(l);
+      if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(l.slice(l.lastIndexOf(' ') + 1)));
+    }
+    return out;
+  };
+  const list = (m: Map<string, number>) => [...m].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(' ') || '-';
+  const histogram = (name: string, label: string): string => {
+    const lines = samples.filter((l) => l.startsWith(name) && l.includes(label));
+    const value = (suffix: string) => Number(lines.find((l) => l.startsWith(`${name}_${suffix}`))?.split(' ').pop() ?? NaN);
+    const count = value('count');
+    if (!(count > 0)) return '-';
+    const buckets = lines
+      .filter((l) => l.startsWith(`${name}_bucket`))
+      .map((l) => ({ le: Number(/le="([^"]+)"/.exec(l)?.[1]), n: Number(l.split(' ').pop()) }))
+      .sort((a, b) => a.le - b.le);
+    const p50 = buckets.find((b) => b.n >= count / 2)?.le;
+    return `n ${count} mean ${fmt((value('sum') / count) * 1000, 1)} ms p50 ≤ ${fmt((p50 ?? NaN) * 1000, 1)} ms`;
+  };
+  return [
+    `replies ${list(sum(/^pxeha_dhcp_replies_total\{type="([^"]+)"/))}`,
+    `drops ${list(sum(/^pxeha_dhcp_dropped_total\{reason="([^"]+)"/))}`,
+    `decision ${histogram('pxeha_dhcp_decision_seconds', '')}`,
+    `txn ${histogram('pxeha_store_op_seconds', 'op="txn"')}`,
+  ].join('; ');
 }
 
 function describeThroughput(t: Throughput | undefined): string {
@@ -218,13 +312,30 @@ async function benchPxeha(
   loadRate: number,
   nodeCount: number,
   throughput: { rate: number; seconds: number },
+  cpuProfDir?: string,
 ): Promise<{ times: number[]; failures: string[]; naks: string[]; designated: boolean; loadSummary: string; throughput?: Throughput }> {
   const sandbox = new Sandbox();
-  const ha = await HaLab.start(sandbox, {
-    nodes: nodeCount,
-    clients: 2,
-    clientAddresses: [`${LOAD_ADDRESS}/16`, `${PROBE_ADDRESS}/16`],
-  });
+  // --cpu-prof: the nodes (and the lab's other Node processes) write V8 CPU profiles on exit.
+  const savedNodeOptions = process.env['NODE_OPTIONS'];
+  if (cpuProfDir) {
+    const preload = new URL('./cpu-prof-preload.mjs', import.meta.url).href;
+    process.env['NODE_OPTIONS'] = `${savedNodeOptions ?? ''} --import=${preload}`.trim();
+    process.env['PXT_CPU_PROF_DIR'] = cpuProfDir;
+  }
+  let ha: HaLab;
+  try {
+    ha = await HaLab.start(sandbox, {
+      nodes: nodeCount,
+      clients: 2,
+      clientAddresses: [`${LOAD_ADDRESS}/16`, `${PROBE_ADDRESS}/16`],
+    });
+  } finally {
+    if (cpuProfDir) {
+      delete process.env['PXT_CPU_PROF_DIR'];
+      if (savedNodeOptions === undefined) delete process.env['NODE_OPTIONS'];
+      else process.env['NODE_OPTIONS'] = savedNodeOptions;
+    }
+  }
   const times: number[] = [];
   const failures: string[] = [];
   const naks: string[] = [];
@@ -235,11 +346,22 @@ async function benchPxeha(
   try {
     const load = ha.clients[0]!;
     await load.ip(['addr', 'add', `${FANOUT_ADDRESS}/16`, 'dev', 'eth0']);
-    await startRelayFanout(load, FANOUT_ADDRESS, ha.nodes.map((n) => n.ip));
+    const fanout = await startRelayFanout(load, FANOUT_ADDRESS, ha.nodes.map((n) => n.ip));
     if (throughput.rate > 0) {
-      measured = await measureThroughput(load, throughput.rate, throughput.seconds, '02:80:00:00:00:00');
+      const cpu = [
+        ...ha.nodes.map((n) => ({ label: n.name, pid: n.pid })),
+        ...ha.nodes.map((n) => ({ label: `${n.name} proxy`, pid: n.proxy?.pid })),
+        ...ha.etcd.map((p, m) => ({ label: `etcd m${m}`, pid: p.pid })),
+        { label: 'fan-out', pid: fanout.pid },
+      ];
+      const namespaces = [...ha.nodes.map((n) => ({ label: n.name, ns: n.ns })), { label: 'load', ns: load }];
+      measured = await measureThroughput(load, throughput.rate, throughput.seconds, '02:80:00:00:00:00', cpu, namespaces);
       say(`  throughput: ${describeThroughput(measured)}`);
+      for (const n of ha.nodes) say(`  ${n.name}: ${summarizeMetrics(await apiGet(n.dataDir, '/metrics').catch(() => undefined))}`);
+      // A graceful stop, so that --cpu-prof profiles are written (a SIGKILL writes none).
+      if (cpuProfDir) await Promise.all(ha.nodes.map((n) => n.stop()));
     }
+    if (trials === 0) return { times, failures, naks, designated: designate !== undefined, ...(measured ? { throughput: measured } : {}), loadSummary: 'no trials' };
     const probe = await Probe.start(ha.clients[1]!);
     const names = ha.nodes.map((n) => n.name);
     let macSeq = 0;
@@ -373,7 +495,7 @@ async function benchKea(
   let measured: Throughput | undefined;
   const times: number[] = [];
   const failures: string[] = [];
-  for (let trial = 0; trial < trials; trial++) {
+  for (let trial = 0; trial < Math.max(trials, throughput.rate > 0 ? 1 : 0); trial++) {
     const sandbox = new Sandbox();
     try {
       const lab = await sandbox.lab({
@@ -385,11 +507,22 @@ async function benchKea(
       await Promise.all([waitHaState(primary, 'HOT-STANDBY', 60_000), waitHaState(standby, 'HOT-STANDBY', 60_000)]);
       const load = lab.clients[0]!;
       await load.ip(['addr', 'add', `${FANOUT_ADDRESS}/16`, 'dev', 'eth0']);
-      await startRelayFanout(load, FANOUT_ADDRESS, lab.serverIps);
+      const fanout = await startRelayFanout(load, FANOUT_ADDRESS, lab.serverIps);
       if (trial === 0 && throughput.rate > 0) {
-        measured = await measureThroughput(load, throughput.rate, throughput.seconds, '02:90:00:00:00:00');
+        const cpu = [
+          { label: 'kea primary', pid: primary.pid },
+          { label: 'kea standby', pid: standby.pid },
+          { label: 'fan-out', pid: fanout.pid },
+        ];
+        const namespaces = [
+          { label: 'primary', ns: lab.servers[0]! },
+          { label: 'standby', ns: lab.servers[1]! },
+          { label: 'load', ns: load },
+        ];
+        measured = await measureThroughput(load, throughput.rate, throughput.seconds, '02:90:00:00:00:00', cpu, namespaces);
         say(`  throughput: ${describeThroughput(measured)}`);
       }
+      if (trials === 0) break; // throughput only
       const probe = await Probe.start(lab.clients[1]!);
       const periodSeconds = Math.ceil(deadlineMs / 1000) + 2;
       const perf = loadRate > 0
@@ -426,23 +559,29 @@ async function main(): Promise<void> {
       'kea-deadline-seconds': { type: 'string', default: '90' },
       'throughput-rate': { type: 'string', default: '600' },
       'throughput-seconds': { type: 'string', default: '6' },
+      'throughput-only': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
     },
   });
-  const trials = integerOption(values, 'trials', 0, 200);
+  const throughputOnly = values['throughput-only'] === true;
+  const trials = throughputOnly ? 0 : integerOption(values, 'trials', 0, 200);
   const loadRate = integerOption(values, 'load-rate', 0, 2000);
   const nodes = integerOption(values, 'nodes', 3, 5);
-  const keaTrials = integerOption(values, 'kea-trials', 0, 20);
+  const keaTrials = throughputOnly ? 0 : integerOption(values, 'kea-trials', 0, 20);
   const keaDeadlineMs = integerOption(values, 'kea-deadline-seconds', 5, 300) * 1000;
   const throughput = { rate: integerOption(values, 'throughput-rate', 0, 20_000), seconds: integerOption(values, 'throughput-seconds', 1, 60) };
   say(`# DHCP takeover after kill -9: ${trials} trials, background load ${loadRate}/s`);
   say(`## pxeha: ${nodes} nodes on a 3-member etcd`);
   const started = Date.now();
-  const px = trials > 0 ? await benchPxeha(trials, loadRate, nodes, throughput) : { times: [], failures: [], naks: [], designated: false, loadSummary: 'skipped' };
+  const px =
+    trials > 0 || throughputOnly
+      ? await benchPxeha(trials, loadRate, nodes, throughput, values['cpu-prof'] !== undefined ? path.resolve(values['cpu-prof']) : undefined)
+      : { times: [], failures: [], naks: [], designated: false, loadSummary: 'skipped', throughput: undefined };
   if (px.naks.length > 0) say(`pxeha: the probe was NAKed on the way in ${px.naks.length} trials: ${px.naks.join('; ')}`);
   say(`pxeha: ${px.designated ? 'fresh MACs designated to the killed node' : 'any fresh MAC (no designation function in src/dhcp yet)'}; ${px.loadSummary}`);
   say(`pxeha takeover: p50 ${fmt(percentile(px.times, 50))} ms, p99 ${fmt(percentile(px.times, 99))} ms, max ${fmt(Math.max(...px.times))} ms over ${px.times.length} trials; ${px.failures.length} failed${px.failures.length ? `: ${px.failures.join('; ')}` : ''}`);
   say(`(${((Date.now() - started) / 1000).toFixed(0)} s)`);
-  if (keaTrials === 0) return;
+  if (keaTrials === 0 && !throughputOnly) return;
   // Kea's defaults, except max-unacked-clients 0: with the default 10 the standby also waits
   // for more than 10 distinct clients whose secs exceed max-ack-delay, which perfdhcp (secs 0)
   // never sends, and would not take over at all within the deadline.

@@ -19,18 +19,21 @@ export function fnv1a32(text: string): number {
 
 /**
  * Yields pool addresses (dotted) that `isFree` accepts, starting at the client's hash
- * position and wrapping once around all pools. Reserved addresses are never yielded.
+ * position and wrapping once around all pools. Reserved addresses are never yielded, nor
+ * addresses (as 32-bit values) that `accept`, when given, refuses.
  */
 export function* candidateAddresses(
   subnet: CompiledSubnet,
   clientKey: string,
   isFree: (ip: string) => boolean,
+  accept?: (ipInt: number) => boolean,
 ): Generator<string> {
   if (subnet.poolSize === 0) return;
   const start = fnv1a32(clientKey) % subnet.poolSize;
   for (let i = 0; i < subnet.poolSize; i++) {
     const ipInt = addressAt(subnet, (start + i) % subnet.poolSize);
     if (subnet.reservedAddresses.has(ipInt)) continue;
+    if (accept && !accept(ipInt)) continue;
     const ip = intToIp(ipInt);
     if (isFree(ip)) yield ip;
   }

@@ -34,6 +34,8 @@ export const DropReason = {
   NOT_DESIGNATED: 'not-designated',
   /** The store is unreachable and the request needs a new binding: nothing new is allocated while degraded. */
   STORE_UNAVAILABLE: 'store-unavailable',
+  /** A retransmitted REQUEST whose binding for the same client is being committed: that commit answers. */
+  IN_PROGRESS: 'in-progress',
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

@@ -96,6 +96,27 @@ export function bucketTable(members: readonly Candidate[]): (string | undefined)
   return Array.from({ length: BUCKETS }, (_, b) => ownerOf(b, members));
 }
 
+const tableCache = new WeakMap<readonly Candidate[], (string | undefined)[]>();
+
+/**
+ * bucketTable(members), computed once per member list: callers pass lists that are replaced
+ * when membership changes, never changed in place (ClusterView.members()).
+ */
+export function cachedBucketTable(members: readonly Candidate[]): (string | undefined)[] {
+  let table = tableCache.get(members);
+  if (!table) tableCache.set(members, (table = bucketTable(members)));
+  return table;
+}
+
+/**
+ * The bucket of a pool address (its 32-bit value, hashed): the address partition. Each node
+ * prefers the addresses whose bucket it owns among the healthy members, so nodes choosing
+ * addresses at the same time, from views that agree, never choose the same one.
+ */
+export function addressBucket(ip: number): number {
+  return mix32((ip ^ 0x5bd1e995) >>> 0) & (BUCKETS - 1);
+}
+
 /** How many buckets each member owns. */
 export function bucketShares(members: readonly Candidate[]): Map<string, number> {
   const shares = new Map<string, number>(members.map((m) => [m.name, 0]));
@@ -126,7 +147,11 @@ export type Designation =
  * `secs` alone is never relied on: some PXE ROMs send 0 in every retry.
  */
 export function designate(mac: string, secs: number, view: DesignationView): Designation {
-  const bucket = bucketOfMac(mac);
+  return designateBucket(bucketOfMac(mac), secs, view);
+}
+
+/** designate() for a client whose bucket is known (e.g. hashed from the raw chaddr bytes). */
+export function designateBucket(bucket: number, secs: number, view: DesignationView): Designation {
   if (view.members.length === 0) return { answer: true, why: 'no-members', bucket };
   if (view.members.length === 1 && view.members[0]!.name === view.self) return { answer: true, why: 'single-node', bucket, owner: view.self };
   const owner = ownerOf(bucket, view.members)!;

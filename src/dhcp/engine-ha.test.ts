@@ -19,7 +19,8 @@ import { bucketOfMac, ownerOf } from './designation.js';
 import { DhcpEngine, type Decision } from './engine.js';
 import { LeaseBook } from './lease-book.js';
 import { LEASE_PREFIX, leaseKey, parseLeaseRecord, type LeaseRecord } from './lease-record.js';
-import type { DhcpRequest } from './request.js';
+import { interpretRequest, type DhcpRequest } from './request.js';
+import { decodeDhcp4, encodeDhcp4 } from '../protocol/dhcp4/message.js';
 
 const config = parseClusterConfig({
   subnets: [
@@ -123,7 +124,7 @@ describe('DHCP engine, several nodes on one store', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a late DISCOVER on a node whose view has not seen the binding yet never shortens it to an offer', async () => {
+  it('a late DISCOVER on a node whose view has not seen the binding yet never changes the binding', async () => {
     const m = clientOf('n1', 7);
     const offer = replyOf(await nodes.n1.decide(request(MessageType.DISCOVER, m)));
     // n2's view as it was between n1's OFFER and its ACK, until n2's first write meets the truth.
@@ -131,6 +132,8 @@ describe('DHCP engine, several nodes on one store', () => {
     const staleOwn = nodes.n1.book.forClient('lab', `mac:${m}`);
     const ack = replyOf(await nodes.n1.decide(request(MessageType.REQUEST, m, { serverId: ADDR.n1, requestedIp: offer.yiaddr })));
     assert.equal(ack.messageType, MessageType.ACK);
+    const binding = await store.get(leaseKey('lab', ack.yiaddr));
+    const revision = await store.revision();
     let fresh = false;
     const book = nodes.n2.book;
     const staleBook = new Proxy(book, {
@@ -152,11 +155,19 @@ describe('DHCP engine, several nodes on one store', () => {
       { node: 'n2', advertiseAddress: undefined, httpPort: 8080, leases: staleBook, clock: nodes.n2.clock, cluster: staticClusterView('n2', MEMBERS) },
       config,
     );
-    // secs at the threshold: n2 answers although n1 is designated.
+    // secs at the threshold: n2 answers although n1 is designated. Its view does not know the
+    // client, so it offers an address of its own share, and writes nothing (offers are held in memory).
     const lateOffer = replyOf((await late.decide(request(MessageType.DISCOVER, m, { secs: 3 }), viaOf('n2'))).decision);
-    assert.equal(lateOffer.yiaddr, ack.yiaddr);
+    assert.equal(lateOffer.messageType, MessageType.OFFER);
+    assert.equal(await store.revision(), revision, 'a late OFFER writes nothing');
+    assert.deepEqual(await store.get(leaseKey('lab', ack.yiaddr)), binding, 'the binding n1 ACKed is untouched');
     const rec = await stored(ack.yiaddr);
     assert.equal(rec?.state, 'bound', 'the binding n1 ACKed is still a binding');
+    // Once n2's view has the binding, n2 offers the client its bound address, again without writing.
+    for (let i = 0; i < 100 && nodes.n2.book.get('lab', ack.yiaddr)?.record.state !== 'bound'; i++) await new Promise((r) => setTimeout(r, 10));
+    const freshOffer = replyOf(await nodes.n2.decide(request(MessageType.DISCOVER, m, { secs: 3 })));
+    assert.equal(freshOffer.yiaddr, ack.yiaddr);
+    assert.equal(await store.revision(), revision);
   });
 
   describe('who answers', () => {
@@ -172,6 +183,22 @@ describe('DHCP engine, several nodes on one store', () => {
       const m = clientOf('n1', 1);
       assert.equal(dropOf(await nodes.n2.decide(request(MessageType.DISCOVER, m, { secs: 2 }))), DropReason.NOT_DESIGNATED);
       assert.equal(replyOf(await nodes.n2.decide(request(MessageType.DISCOVER, m, { secs: 3 }))).messageType, MessageType.OFFER);
+    });
+
+    it('nodes offering at the same time offer from disjoint shares of the pool and write nothing', async () => {
+      healthy('n1', 'n2');
+      const revision = await store.revision();
+      // Every client is answered by both nodes (secs over the threshold), all at once.
+      const clients = Array.from({ length: 15 }, (_, i) => `52:54:00:05:00:${i.toString(16).padStart(2, '0')}`);
+      const offers = await Promise.all(
+        clients.flatMap((m) =>
+          (['n1', 'n2'] as const).map(async (n) => ({ n, m, ip: replyOf(await nodes[n].decide(request(MessageType.DISCOVER, m, { secs: 10 }))).yiaddr })),
+        ),
+      );
+      const byIp = new Map<string, Set<string>>();
+      for (const o of offers) byIp.set(o.ip, (byIp.get(o.ip) ?? new Set()).add(`${o.n} ${o.m}`));
+      assert.deepEqual([...byIp].filter(([, who]) => who.size > 1), [], 'no address offered twice');
+      assert.equal(await store.revision(), revision, 'offers are held in memory');
     });
 
     it('a designated node that is no healthy member is taken over at once', async () => {
@@ -205,6 +232,60 @@ describe('DHCP engine, several nodes on one store', () => {
       assert.equal((await stored(ip))?.node, 'n1');
       const renew = request(MessageType.REQUEST, m, { ciaddr: ip });
       assert.equal(replyOf(await nodes.n1.decide(renew)).messageType, MessageType.ACK);
+    });
+  });
+
+  describe('quick drop from the raw packet', () => {
+    const packet = (type: MessageType, m: string, extra: { secs?: number; serverId?: string; requestedIp?: string; ciaddr?: string } = {}): Buffer => {
+      const options = new Map<number, Buffer>([[53, Buffer.from([type])]]);
+      if (extra.requestedIp) options.set(50, Buffer.from(extra.requestedIp.split('.').map(Number)));
+      if (extra.serverId) options.set(54, Buffer.from(extra.serverId.split('.').map(Number)));
+      const chaddr = Buffer.alloc(16);
+      Buffer.from(m.replace(/:/g, ''), 'hex').copy(chaddr);
+      return encodeDhcp4({
+        op: 1, htype: 1, hlen: 6, hops: 0, xid: 7, secs: extra.secs ?? 0, flags: 0, ciaddr: extra.ciaddr ?? '0.0.0.0', yiaddr: '0.0.0.0',
+        siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr, sname: '', file: '', options,
+      });
+    };
+
+    it('drops exactly what decide() drops as not designated or as another healthy member’s offer', async () => {
+      healthy('n1', 'n2');
+      const cases: Buffer[] = [];
+      for (let i = 0; i < 40; i++) {
+        const m = `52:54:00:06:00:${i.toString(16).padStart(2, '0')}`;
+        cases.push(packet(MessageType.DISCOVER, m), packet(MessageType.DISCOVER, m, { secs: 3 }), packet(MessageType.DISCOVER, m, { secs: 2 }));
+        for (const serverId of [ADDR.n1, ADDR.n2, '10.99.0.254']) {
+          cases.push(packet(MessageType.REQUEST, m, { serverId, requestedIp: '10.99.0.150' }));
+          cases.push(packet(MessageType.REQUEST, m, { serverId, ciaddr: '10.99.0.150' }));
+        }
+        cases.push(packet(MessageType.REQUEST, m, { requestedIp: '10.99.0.150' }), packet(MessageType.RELEASE, m, { serverId: ADDR.n2, ciaddr: '10.99.0.150' }));
+      }
+      let quick = 0;
+      for (const node of [nodes.n1, nodes.n2]) {
+        for (const buf of cases) {
+          const q = node.engine.quickDrop(buf, viaOf(node.name));
+          if (!q) continue;
+          quick++;
+          const d = await node.decide(interpretRequest(decodeDhcp4(buf)));
+          assert.equal(dropOf(d), q.reason);
+        }
+      }
+      // Half the DISCOVERs below the threshold and the SELECTING REQUESTs naming the other node.
+      assert.ok(quick > 80, `${quick} quick drops`);
+    });
+
+    it('leaves everything to decide() without a cluster view, on port 4011, and for odd packets', async () => {
+      const m = clientOf('n2', 9);
+      const discover = packet(MessageType.DISCOVER, m);
+      assert.equal(nodes.n1.engine.quickDrop(discover, viaOf('n1'))?.reason, DropReason.NOT_DESIGNATED);
+      assert.equal(nodes.n1.engine.quickDrop(discover, { ...viaOf('n1'), service: 'pxe' }), undefined);
+      const alone = new DhcpEngine({ node: 'n1', advertiseAddress: undefined, httpPort: 8080, leases: nodes.n1.book, clock: nodes.n1.clock }, config);
+      assert.equal(alone.quickDrop(discover, viaOf('n1')), undefined);
+      const overloaded = Buffer.from(discover);
+      overloaded[240 + 3] = 52; // option 52 (overload) instead of END: decode must judge
+      assert.equal(nodes.n1.engine.quickDrop(overloaded, viaOf('n1')), undefined);
+      const truncated = discover.subarray(0, 243);
+      assert.equal(nodes.n1.engine.quickDrop(truncated, viaOf('n1')), undefined);
     });
   });
 

@@ -114,13 +114,21 @@ describe('DHCP engine', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('offers a pool address, holds it in the store, and ACKs the REQUEST with lease times', async () => {
+  it('offers a pool address, holds it in memory without writing, and ACKs the REQUEST with lease times', async () => {
+    const revision = await store.revision();
     const offer = replyOf(await decide(request(MessageType.DISCOVER, mac(1))));
     assert.equal(offer.messageType, MessageType.OFFER);
     assert.match(offer.yiaddr, /^10\.99\.0\.10[0-4]$/);
     assert.notEqual(offer.yiaddr, '10.99.0.102', 'a reserved address is never offered dynamically');
     assert.equal(offer.leaseSeconds, 600);
-    assert.equal((await stored('lab', offer.yiaddr))?.state, 'offered');
+    assert.equal(await store.revision(), revision, 'an OFFER writes nothing to the store');
+    // The hold: the client gets the same address again, another client neither an offer of it
+    // nor a binding of it while the hold lasts.
+    assert.equal(replyOf(await decide(request(MessageType.DISCOVER, mac(1)))).yiaddr, offer.yiaddr);
+    assert.notEqual(replyOf(await decide(request(MessageType.DISCOVER, mac(91)))).yiaddr, offer.yiaddr);
+    const steal = replyOf(await decide(request(MessageType.REQUEST, mac(92), { requestedIp: offer.yiaddr })));
+    assert.equal(steal.messageType, MessageType.NAK);
+    assert.equal(await store.revision(), revision);
 
     const ack = replyOf(await decide(request(MessageType.REQUEST, mac(1), { serverId: SERVER, requestedIp: offer.yiaddr })));
     assert.equal(ack.messageType, MessageType.ACK);
@@ -150,6 +158,18 @@ describe('DHCP engine', () => {
     const steal = replyOf(await decide(request(MessageType.REQUEST, mac(4), { requestedIp: ip })));
     assert.equal(steal.messageType, MessageType.NAK);
     assert.match(steal.message ?? '', /leased to another client/);
+  });
+
+  it('a retransmitted REQUEST while the same client’s commit is out is dropped, not NAKed', async () => {
+    const offer = replyOf(await decide(request(MessageType.DISCOVER, mac(93))));
+    const req = request(MessageType.REQUEST, mac(93), { serverId: SERVER, requestedIp: offer.yiaddr });
+    const other = request(MessageType.REQUEST, mac(94), { requestedIp: offer.yiaddr });
+    const [first, again, stranger] = await Promise.all([decide(req), decide(req), decide(other)]);
+    assert.equal(replyOf(first).messageType, MessageType.ACK);
+    assert.deepEqual(again.kind === 'drop' && again.reason, DropReason.IN_PROGRESS);
+    assert.equal(replyOf(stranger).messageType, MessageType.NAK);
+    // Once committed, the retransmission is ACKed again (the binding is this client's).
+    assert.equal(replyOf(await decide(req)).messageType, MessageType.ACK);
   });
 
   it('NAKs INIT-REBOOT for an address on another network', async () => {

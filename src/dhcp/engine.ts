@@ -5,7 +5,8 @@
  */
 import type { ClusterConfig } from '../config/schema.js';
 import type { Clock } from '../util/clock.js';
-import { runChain, type Handler, type Outcome, type ReceiveInfo, type RequestContext } from './chain.js';
+import { MessageType } from '../protocol/dhcp4/types.js';
+import { DropReason, runChain, type Handler, type Outcome, type ReceiveInfo, type RequestContext } from './chain.js';
 import { addressHandler } from './handlers/address.js';
 import { bootHandler } from './handlers/boot.js';
 import { proxyHandler } from './handlers/proxy.js';
@@ -14,7 +15,7 @@ import { designationHandler } from './handlers/designation.js';
 import { clusterServerIdHandler } from './handlers/server-id.js';
 import type { ClusterView } from './cluster-view.js';
 import { DegradedRenewals, type FlushResult } from './degraded-queue.js';
-import { BUCKETS, bucketShares } from './designation.js';
+import { addressBucket, BUCKETS, bucketShares, cachedBucketTable, designateBucket, loadBalanceHash } from './designation.js';
 import { selectSubnetHandler } from './handlers/subnet.js';
 import { validateRequest } from './handlers/validate.js';
 import type { LeaseBook } from './lease-book.js';
@@ -51,6 +52,49 @@ export interface DhcpStatus {
 
 export type Decision = Exclude<Outcome, { kind: 'continue' }>;
 
+const OPTIONS_OFFSET = 240;
+
+/**
+ * The fields quickDrop() needs from a raw BOOTREQUEST from an Ethernet client: message type,
+ * secs, option 54, whether ciaddr is 0. Undefined for anything decode and validation would
+ * have to judge: not a request, not htype 1 / hlen 6, a zero MAC, a bad cookie, option
+ * overload (52), a repeated or odd-sized 53 or 54, options running past the end.
+ */
+function peekRequest(buf: Uint8Array): { type: number; secs: number; serverId: string | undefined; ciaddrZero: boolean } | undefined {
+  if (buf.length < OPTIONS_OFFSET + 1 || buf[0] !== 1 || buf[1] !== 1 || buf[2] !== 6) return undefined;
+  if (buf[28] === 0 && buf[29] === 0 && buf[30] === 0 && buf[31] === 0 && buf[32] === 0 && buf[33] === 0) return undefined;
+  if (buf[236] !== 0x63 || buf[237] !== 0x82 || buf[238] !== 0x53 || buf[239] !== 0x63) return undefined;
+  let type: number | undefined;
+  let serverId: string | undefined;
+  let o = OPTIONS_OFFSET;
+  for (;;) {
+    if (o >= buf.length) return undefined; // no END
+    const code = buf[o]!;
+    if (code === 255) break;
+    if (code === 0) {
+      o++;
+      continue;
+    }
+    if (o + 1 >= buf.length) return undefined;
+    const len = buf[o + 1]!;
+    const v = o + 2;
+    if (v + len > buf.length) return undefined;
+    if (code === 52) return undefined;
+    if (code === 53) {
+      if (type !== undefined || len !== 1) return undefined;
+      type = buf[v]!;
+    } else if (code === 54) {
+      if (serverId !== undefined || len !== 4) return undefined;
+      serverId = `${buf[v]}.${buf[v + 1]}.${buf[v + 2]}.${buf[v + 3]}`;
+    }
+    o = v + len;
+  }
+  if (type === undefined) return undefined;
+  const secs = (buf[8]! << 8) | buf[9]!;
+  const ciaddrZero = buf[12] === 0 && buf[13] === 0 && buf[14] === 0 && buf[15] === 0;
+  return { type, secs, serverId, ciaddrZero };
+}
+
 export class DhcpEngine {
   private cluster: CompiledCluster;
   private readonly dhcpChain: Handler[];
@@ -74,6 +118,7 @@ export class DhcpEngine {
       addressHandler({
         leases: options.leases,
         policy: () => this.cluster.config.dhcp,
+        prefersAddress: (ip) => this.prefersAddress(ip),
         degraded: () => this.degraded,
         degradedRenewals: this.degradedRenewals,
         clockOffsetMs: (node) => options.cluster?.clockOffsetMs(node),
@@ -108,6 +153,18 @@ export class DhcpEngine {
     return this.cluster.config;
   }
 
+  /**
+   * Is this pool address (32-bit) in this node's share of the pool: its address bucket is ours
+   * among the healthy members? Every address is ours on a single node, with no membership view,
+   * or while this node is no member (it then answers only clients that waited takeoverSecs).
+   */
+  private prefersAddress(ip: number): boolean {
+    const cluster = this.options.cluster;
+    const members = cluster?.members();
+    if (!cluster || !members || members.length <= 1 || !members.some((m) => m.name === cluster.self)) return true;
+    return cachedBucketTable(members)[addressBucket(ip)] === cluster.self;
+  }
+
   /** True while the store is unreachable: no new dynamic address is allocated. */
   get degraded(): boolean {
     return this.options.cluster?.degraded() ?? false;
@@ -130,6 +187,39 @@ export class DhcpEngine {
   /** Writes the renewals ACKed while degraded, each a compare-and-set on the record it knew. */
   flushDegradedRenewals(onConflict?: (key: string) => void): Promise<FlushResult> {
     return this.degradedRenewals.flush(this.options.leases, onConflict);
+  }
+
+  /**
+   * The drop decide() would make, read from the raw packet without decoding it, for the two
+   * kinds of request that every node of a cluster hears and all but one drop: a DISCOVER
+   * designated to another node (`not-designated`) and a SELECTING REQUEST naming another
+   * healthy member (`other-server`). Undefined whenever decide() has to look: any other
+   * message, anything unusual in the packet, no cluster view, port 4011. The handlers that
+   * decide() runs before designation only ever drop, so a packet dropped here would be
+   * dropped there (the reason may differ, e.g. `no-subnet` there).
+   */
+  quickDrop(buf: Uint8Array, via: ReceiveInfo): { reason: DropReason; type: MessageType; detail?: string } | undefined {
+    const cluster = this.options.cluster;
+    if (!cluster || via.service !== 'dhcp') return undefined;
+    const p = peekRequest(buf);
+    if (!p) return undefined;
+    if (p.type === MessageType.DISCOVER) {
+      const d = designateBucket(loadBalanceHash(buf.subarray(28, 34)), p.secs, {
+        self: cluster.self,
+        members: cluster.members(),
+        takeoverSecs: this.cluster.config.dhcp.takeoverSecs,
+      });
+      return d.answer ? undefined : { reason: DropReason.NOT_DESIGNATED, type: p.type, detail: `bucket ${d.bucket} belongs to ${d.owner}` };
+    }
+    if (p.type === MessageType.REQUEST && p.serverId !== undefined && p.ciaddrZero) {
+      const ours = via.interfaceAddress ?? this.options.advertiseAddress ?? '0.0.0.0';
+      if (p.serverId === ours || p.serverId === (this.options.advertiseAddress ?? ours)) return undefined;
+      const member = cluster.memberByAddress(p.serverId);
+      if (member && member.healthy && member.name !== cluster.self) {
+        return { reason: DropReason.OTHER_SERVER, type: p.type, detail: `offer of member ${member.name}` };
+      }
+    }
+    return undefined;
   }
 
   async decide(request: DhcpRequest, via: ReceiveInfo): Promise<{ decision: Decision; context: RequestContext }> {

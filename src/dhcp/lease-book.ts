@@ -19,8 +19,28 @@ export type WriteResult =
   /** Someone else changed the key first; `current` is what is there now. */
   | { ok: false; current: LeaseEntry | undefined };
 
+interface PendingWrite {
+  key: string;
+  record: LeaseRecord;
+  value: string;
+  expectedModRevision: number;
+  resolve: (result: WriteResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Most compare-and-set writes one store transaction may carry: etcd refuses a transaction with
+ * more than --max-txn-ops (default 128) operations in a branch.
+ */
+const MAX_BATCH = 64;
+/** Transactions in flight at once; writes arriving meanwhile wait and go together. */
+const MAX_IN_FLIGHT = 2;
+
 export class LeaseBook {
   private readonly byKey = new Map<string, LeaseEntry>();
+  private pending: PendingWrite[] = [];
+  private inFlight = 0;
+  private flushScheduled = false;
   /** subnet → clientKey → ips the client holds records for. */
   private readonly byClient = new Map<string, Map<string, Set<string>>>();
   private watcher: Watcher | undefined;
@@ -70,23 +90,89 @@ export class LeaseBook {
   /**
    * Writes `record` if the key is still at `expectedModRevision` (0: absent). The local view
    * is updated from the result at once, before the watch event arrives.
+   *
+   * Group commit: writes that arrive while MAX_IN_FLIGHT transactions are out (or in the same
+   * event-loop turn) go to the store together, as one transaction holding each write's own
+   * compare (modRevision == expected) and put, so every write is still a compare-and-set on
+   * its own key. A transaction is all or nothing: when any compare fails, the failure branch
+   * reads every key, the writes whose key moved get `ok: false` and the others are sent again
+   * (at least one key moved, so that ends). One transaction costs the store one Raft entry and
+   * the client one RPC however many writes it carries (bench/dhcp-ha/RESULTS.md).
    */
-  async write(record: LeaseRecord, expectedModRevision: number): Promise<WriteResult> {
-    const key = leaseKey(record.subnet, record.ip);
-    const result = await this.store.txn({
-      compare: [{ key, target: 'modRevision', op: '==', value: expectedModRevision }],
-      success: [{ type: 'put', key, value: JSON.stringify(record) }],
-      failure: [{ type: 'range', key }],
+  write(record: LeaseRecord, expectedModRevision: number): Promise<WriteResult> {
+    return new Promise((resolve, reject) => {
+      const key = leaseKey(record.subnet, record.ip);
+      this.pending.push({ key, record, value: JSON.stringify(record), expectedModRevision, resolve, reject });
+      this.scheduleFlush();
     });
-    if (result.succeeded) {
-      this.apply(key, undefined, result.revision, record);
-      return { ok: true, entry: { record, modRevision: result.revision } };
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.inFlight >= MAX_IN_FLIGHT || this.pending.length === 0) return;
+    this.flushScheduled = true;
+    // After the current turn's I/O callbacks: the writes of one burst of packets go together.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    while (this.inFlight < MAX_IN_FLIGHT && this.pending.length > 0) {
+      // One write per key and transaction (etcd refuses a key put twice in one transaction).
+      const batch: PendingWrite[] = [];
+      const keys = new Set<string>();
+      const rest: PendingWrite[] = [];
+      for (const w of this.pending) {
+        if (batch.length < MAX_BATCH && !keys.has(w.key)) {
+          batch.push(w);
+          keys.add(w.key);
+        } else {
+          rest.push(w);
+        }
+      }
+      this.pending = rest;
+      this.inFlight++;
+      void this.commitBatch(batch).finally(() => {
+        this.inFlight--;
+        this.scheduleFlush();
+      });
     }
-    const r = result.responses[0];
-    const kv = r?.type === 'range' ? r.result.kvs[0] : undefined;
-    if (kv) this.apply(kv.key, kv.value, kv.modRevision);
-    else this.remove(key, Number.MAX_SAFE_INTEGER);
-    return { ok: false, current: kv ? this.byKey.get(key) : undefined };
+  }
+
+  private async commitBatch(batch: PendingWrite[]): Promise<void> {
+    let result;
+    try {
+      result = await this.store.txn({
+        compare: batch.map((w) => ({ key: w.key, target: 'modRevision' as const, op: '==' as const, value: w.expectedModRevision })),
+        success: batch.map((w) => ({ type: 'put' as const, key: w.key, value: w.value })),
+        failure: batch.map((w) => ({ type: 'range' as const, key: w.key })),
+      });
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    if (result.succeeded) {
+      for (const w of batch) {
+        this.apply(w.key, undefined, result.revision, w.record);
+        w.resolve({ ok: true, entry: { record: w.record, modRevision: result.revision } });
+      }
+      return;
+    }
+    const retry: PendingWrite[] = [];
+    batch.forEach((w, i) => {
+      const r = result.responses[i];
+      const kv = r?.type === 'range' ? r.result.kvs[0] : undefined;
+      if ((kv?.modRevision ?? 0) === w.expectedModRevision) {
+        retry.push(w); // its own compare held: another write of the batch failed it
+        return;
+      }
+      if (kv) this.apply(kv.key, kv.value, kv.modRevision);
+      else this.remove(w.key, Number.MAX_SAFE_INTEGER);
+      w.resolve({ ok: false, current: kv ? this.byKey.get(w.key) : undefined });
+    });
+    // Ahead of newer writes; the caller's finally schedules the next flush.
+    this.pending = [...retry, ...this.pending];
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,13 @@ export class DhcpServer {
     const { metrics, log, engine } = this.options;
     const started = process.hrtime.bigint();
     const iface = socket.ifname;
+    const via: ReceiveInfo = { ifname: iface, interfaceAddress: socket.localAddress, service, source: rinfo };
+    // Most of what a cluster node hears is for another node: dropped without decoding.
+    const quick = engine.quickDrop(buf, via);
+    if (quick) {
+      metrics.dhcpReceived.inc({ type: MessageTypeName[quick.type as MessageType] ?? 'unknown' });
+      return this.drop(quick.reason, { iface, src: rinfo.address, detail: quick.detail });
+    }
     let request;
     let message;
     try {
@@ -79,7 +86,6 @@ export class DhcpServer {
     metrics.dhcpReceived.inc({ type: typeName });
     const fields = { iface, mac: request.mac, xid: request.xid, type: typeName };
     try {
-      const via: ReceiveInfo = { ifname: iface, interfaceAddress: socket.localAddress, service, source: rinfo };
       const { decision, context } = await engine.decide(request, via);
       if (decision.kind === 'drop') return this.drop(decision.reason, { ...fields, detail: decision.detail });
       if (decision.kind === 'done') {

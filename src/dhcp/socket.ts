@@ -203,7 +203,24 @@ export async function openInterfaceSocket(options: InterfaceSocketOptions): Prom
     }
   }
   const socket = await adoptPinnedSocket(binding, ifname, '0.0.0.0', port, options.reuseAddr ?? true);
+  setLargeRecvBuffer(socket);
   return new InterfaceSocketImpl(socket, { ifname, ifindex, local, binding });
+}
+
+/**
+ * Receive buffer of a DHCP interface socket. Every request of a segment (or of a relay's
+ * fan-out) arrives on it in bursts; the kernel's default (~200 KiB, a few hundred small
+ * datagrams) overflowed under perfdhcp load during event-loop pauses (bench/dhcp-ha). The
+ * kernel caps the request at net.core.rmem_max.
+ */
+const RECV_BUFFER_BYTES = 4 << 20;
+
+function setLargeRecvBuffer(socket: dgram.Socket): void {
+  try {
+    socket.setRecvBufferSize(RECV_BUFFER_BYTES);
+  } catch {
+    // Not fatal: the kernel's default buffer still works, with less room for bursts.
+  }
 }
 
 /**

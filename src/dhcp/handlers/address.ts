@@ -3,6 +3,9 @@
  * SELECTING / INIT-REBOOT / RENEWING / REBINDING, DECLINE, RELEASE and INFORM. Reservations
  * come from configuration; dynamic addresses are committed with a compare-and-set in the
  * store, so an ACK is only sent for a binding that is durable and belongs to this client.
+ * An OFFER writes nothing: its hold lives in this node's memory (offer-holds.ts), and the
+ * address comes from this node's share of the pool, so that nodes offering at the same time
+ * do not offer the same address (docs/design.md, "Offers are held in memory").
  */
 import type { DhcpPolicy } from '../../config/schema.js';
 import { MessageType } from '../../protocol/dhcp4/types.js';
@@ -11,14 +14,20 @@ import { candidateAddresses } from '../allocator.js';
 import { DropReason, type Handler, type Outcome, type ReplyDraft, type RequestContext } from '../chain.js';
 import type { DegradedRenewals } from '../degraded-queue.js';
 import type { LeaseBook } from '../lease-book.js';
+import { OfferHolds } from '../offer-holds.js';
 import { isAvailableTo, isBoundTo, type LeaseRecord, type LeaseState } from '../lease-record.js';
 import { inPool, type CompiledSubnet } from '../subnets.js';
 
 export interface AddressHandlerDeps {
   leases: LeaseBook;
   policy: () => DhcpPolicy;
-  /** How many addresses one request may try to commit before giving up. */
-  maxAttempts?: number;
+  /**
+   * True when this node should offer the address (a 32-bit IPv4 value) before others: its
+   * share of the pool among the healthy members. Absent: every address is this node's.
+   */
+  prefersAddress?: (ip: number) => boolean;
+  /** This node's offers, held in memory (one per engine by default). */
+  holds?: OfferHolds;
   /** True while the store is unreachable: nothing new is allocated (degraded mode). */
   degraded?: () => boolean;
   /** Renewals ACKed while degraded, written with a compare-and-set when the store returns. */
@@ -36,9 +45,9 @@ interface Ctx extends RequestContext {
 }
 
 export function addressHandler(deps: AddressHandlerDeps): Handler {
-  const maxAttempts = deps.maxAttempts ?? 16;
-  /** Addresses this node is committing right now: concurrent requests try others instead. */
-  const inFlight = new Set<string>();
+  /** Addresses this node is committing right now, and for which client. */
+  const inFlight = new Map<string, string>();
+  const holds = deps.holds ?? new OfferHolds();
 
   const leaseSecondsFor = (ctx: Ctx): number => {
     const max = ctx.subnet.config.leaseSeconds;
@@ -89,21 +98,29 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     return r;
   };
 
-  /** Commits `next` for `ip` unless someone else holds it; retries lost races on the same key. */
-  const commit = async (ctx: Ctx, ip: string, next: LeaseRecord): Promise<'ok' | 'taken'> => {
-    const key = `${ctx.subnet.name}/${ip}`;
-    if (inFlight.has(key)) return 'taken';
-    inFlight.add(key);
+  /**
+   * Commits the binding `next` for `ip` unless someone else holds it (in the store, or by an
+   * offer this node holds for another client); retries lost races on the same key.
+   */
+  const commit = async (ctx: Ctx, ip: string, next: LeaseRecord): Promise<'ok' | 'taken' | 'busy'> => {
+    const { subnet, request: r } = ctx;
+    const key = `${subnet.name}/${ip}`;
+    const committing = inFlight.get(key);
+    // The same client's retransmission while its commit is out: that commit answers it (a NAK
+    // here would send the client back to DISCOVER although its binding is being written).
+    if (committing !== undefined) return committing === r.clientKey ? 'busy' : 'taken';
+    const holder = holds.holder(subnet.name, ip, ctx.nowMs);
+    if (holder !== undefined && holder !== r.clientKey) return 'taken';
+    inFlight.set(key, r.clientKey);
     try {
       for (let i = 0; i < 3; i++) {
-        const current = deps.leases.get(ctx.subnet.name, ip);
-        if (current && !availableTo(ctx, current.record, ctx.request.clientKey)) return 'taken';
-        // The client's own valid binding already holds the address longer than an offer would:
-        // writing the offer would shorten it to the offer hold (a late DISCOVER answered by a
-        // node whose view had not seen the binding yet). Offer it without writing.
-        if (next.state === 'offered' && boundTo(ctx, current?.record, ctx.request.clientKey)) return 'ok';
+        const current = deps.leases.get(subnet.name, ip);
+        if (current && !availableTo(ctx, current.record, r.clientKey)) return 'taken';
         const result = await deps.leases.write(next, current?.modRevision ?? 0);
-        if (result.ok) return 'ok';
+        if (result.ok) {
+          holds.release(subnet.name, r.clientKey);
+          return 'ok';
+        }
       }
       return 'taken';
     } finally {
@@ -162,6 +179,8 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     const usable = (ip: string): boolean => {
       const n = ipToInt(ip);
       if (!inPool(subnet, n) || subnet.reservedAddresses.has(n)) return false;
+      const holder = holds.holder(subnet.name, ip, nowMs);
+      if (holder !== undefined && holder !== r.clientKey) return false;
       return availableTo(ctx, deps.leases.get(subnet.name, ip)?.record, r.clientKey);
     };
     // A client keeps its address: its valid binding first, then any earlier record of its own.
@@ -174,24 +193,22 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
         return granted(ctx, draft, MessageType.OFFER, e.record.ip);
       }
     }
-    const preferred = [...own.map((e) => e.record.ip), ...(r.requestedIp !== undefined ? [r.requestedIp] : [])];
-    const holdUntil = nowMs + deps.policy().offerHoldSeconds * 1000;
-    let attempts = 0;
-    const tryIp = async (ip: string): Promise<Outcome | undefined> => {
-      attempts++;
-      const result = await commit(ctx, ip, record(ctx, ip, 'offered', holdUntil));
-      return result === 'ok' ? granted(ctx, draft, MessageType.OFFER, ip) : undefined;
+    // Nothing is written: the hold is this node's memory (a retransmitted DISCOVER gets the same
+    // address again), and the REQUEST's compare-and-set settles any race with another node.
+    const offerHeld = (ip: string): Outcome => {
+      holds.hold(subnet.name, ip, r.clientKey, nowMs + deps.policy().offerHoldSeconds * 1000, nowMs);
+      return granted(ctx, draft, MessageType.OFFER, ip);
     };
-    for (const ip of preferred) {
-      if (!usable(ip)) continue;
-      const done = await tryIp(ip);
-      if (done) return done;
+    const held = holds.heldFor(subnet.name, r.clientKey, nowMs);
+    if (held !== undefined && usable(held)) return offerHeld(held);
+    const preferred = [...own.map((e) => e.record.ip), ...(r.requestedIp !== undefined ? [r.requestedIp] : [])];
+    for (const ip of preferred) if (usable(ip)) return offerHeld(ip);
+    // This node's share of the pool first; any free address once that share is used up.
+    const prefers = deps.prefersAddress;
+    if (prefers) {
+      for (const ip of candidateAddresses(subnet, r.clientKey, usable, prefers)) return offerHeld(ip);
     }
-    for (const ip of candidateAddresses(subnet, r.clientKey, usable)) {
-      if (attempts >= maxAttempts) break;
-      const done = await tryIp(ip);
-      if (done) return done;
-    }
+    for (const ip of candidateAddresses(subnet, r.clientKey, usable)) return offerHeld(ip);
     return { kind: 'drop', reason: DropReason.POOL_EXHAUSTED, detail: `subnet ${subnet.name}` };
   };
 
@@ -221,6 +238,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     if (deps.degraded?.()) return degradedAnswer(ctx, draft, MessageType.ACK, ip);
     const leaseMs = leaseSecondsFor(ctx) * 1000;
     const result = await commit(ctx, ip, record(ctx, ip, 'bound', ctx.nowMs + leaseMs, ctx.nowMs));
+    if (result === 'busy') return { kind: 'drop', reason: DropReason.IN_PROGRESS, detail: `${ip} is being committed for this client` };
     if (result === 'taken') return nak(draft, `${ip} is leased to another client`);
     return granted(ctx, draft, MessageType.ACK, ip);
   };
