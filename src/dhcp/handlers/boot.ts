@@ -17,8 +17,11 @@ export function bootFacts(r: DhcpRequest): BootFacts {
 }
 
 export function bootAnswerFor(ctx: RequestContext): BootAnswer | undefined {
+  const facts = bootFacts(ctx.request);
+  // Most clients do not network-boot: do not rank boot servers for them.
+  if (!facts.isPxeClient && !facts.isHttpClient && !facts.isIpxe) return undefined;
   return decideBoot(
-    bootFacts(ctx.request),
+    facts,
     ctx.cluster.config.boot,
     ctx.bootTarget?.(ctx) ?? { nodeAddress: ctx.nodeAddress, httpPort: ctx.httpPort },
     ctx.reservation?.boot,
