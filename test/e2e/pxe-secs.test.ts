@@ -20,8 +20,8 @@ import { after, before, describe, it } from 'node:test';
 import { prepareUefiVars, qemuArgs, writeSerconPort, type Firmware } from '../../src/lab/qemu.js';
 import { createSandbox, type Netns, type NetnsProcess } from '../helpers/netns.js';
 
-/** Long enough for several retries of each firmware's DISCOVER schedule. */
-const LISTEN_MS = 25_000;
+/** Bound on the wait for several retries of each firmware's DISCOVER schedule. */
+const MAX_LISTEN_MS = 60_000;
 
 const LISTENER = `
 import dgram from 'node:dgram';
@@ -85,7 +85,9 @@ describe('real PXE firmware and the BOOTP secs field (QEMU, no DHCP server)', { 
       m.startedAtMs = Date.now();
       m.proc = lan.spawn(['qemu-system-x86_64', '-name', `secs-${firmware}`, ...qemuArgs(spec)], { label: `qemu ${firmware}` });
     }
-    await sleep(LISTEN_MS);
+    // Until each firmware has retried a few times (TCG on shared cores is slow to start OVMF).
+    const deadline = Date.now() + MAX_LISTEN_MS;
+    while (Date.now() < deadline && (discovers(machines.bios.mac).length < 4 || discovers(machines.uefi.mac).length < 3)) await sleep(500);
     for (const m of Object.values(machines)) await m.proc?.stop(2000);
   });
 
