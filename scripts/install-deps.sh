@@ -73,6 +73,8 @@ declare -a wants=(
   "qemu-system-x86_64 qemu-system-x86"
   "/usr/lib/ipxe/qemu/efi-e1000.rom ipxe-qemu"
   "/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
+  "/usr/bin/chromium chromium"
+  "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core"
 )
 # Packages with a daemon (tftpd-hpa, nginx, etcd-server) must not start it on the host: Debian's
 # images carry a policy-rc.d that refuses service starts; make sure one is there while we install.

@@ -21,6 +21,8 @@ esac
 [ -n "${files// /}" ] || { echo "no test files found" >&2; exit 1; }
 
 npx tsc -p tsconfig.json --noEmit
+# The dashboard (ui/, served at /ui/) is built for the tests that load it in Chromium.
+if [ "$scope" != unit ]; then npm run --silent build:ui; fi
 
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT

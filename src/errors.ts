@@ -21,6 +21,10 @@ export const ErrorCodes = {
   PXE_ERR_INTERNAL: { status: 500, retryable: false, doc: 'An unexpected failure inside pxeha; the node log has the details.' },
   PXE_ERR_CONFLICT: { status: 409, retryable: true, doc: 'The request conflicts with the current state (an object in use, or a concurrent change).' },
   PXE_ERR_PATH_REFUSED: { status: 403, retryable: false, doc: 'An artifact path was refused: outside the root, a symlink out of it, NUL bytes, too long, or not a regular file.' },
+  PXE_ERR_UNAUTHORIZED: { status: 401, retryable: false, doc: 'An API request carried no credential, or one that is not a live token or session.' },
+  PXE_ERR_FORBIDDEN: { status: 403, retryable: false, doc: 'The credential is valid but its role is too weak for the request, or a machine callback token does not match its MAC.' },
+  PXE_ERR_HTTPS_REQUIRED: { status: 403, retryable: false, doc: 'The API and dashboard are served over HTTPS on this node (http.tls); its plain-HTTP port serves boot paths only.' },
+  PXE_ERR_CHUNK_CORRUPT: { status: 500, retryable: false, doc: 'An image chunk on this node does not match its SHA-256 (or its recorded size); it was quarantined and none of its bytes were served.' },
 } as const satisfies Record<string, { status: number; retryable: boolean; doc: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

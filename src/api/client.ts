@@ -3,10 +3,15 @@
  * namespace) or over TCP (`--server http://host:8080`). Error envelopes become the same typed
  * errors the store path raises, so the CLI reports both alike.
  */
-import { request } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { ConfigError, ErrorCodes, PxehaError, type ErrorCode, type ValidationIssue } from '../errors.js';
 
-export type ApiEndpoint = { socketPath: string } | { baseUrl: string };
+/**
+ * A Unix socket (trusted as local root: no token), or a URL (http:// or https://) with a token
+ * (`--token` or PXEHA_TOKEN) and, for a certificate no system CA signed, the CA's PEM.
+ */
+export type ApiEndpoint = { socketPath: string } | { baseUrl: string; token?: string; ca?: Buffer };
 
 export class ApiClient {
   constructor(private readonly endpoint: ApiEndpoint) {}
@@ -28,18 +33,26 @@ export class ApiClient {
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<T>((resolve, reject) => {
-      const target =
-        'socketPath' in this.endpoint
-          ? { socketPath: this.endpoint.socketPath, path }
-          : (() => {
-              const u = new URL(path, this.endpoint.baseUrl);
-              return { hostname: u.hostname, port: u.port, path: u.pathname + u.search };
-            })();
-      const req = request(
+      const endpoint = this.endpoint;
+      const headers: Record<string, string | number> = payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {};
+      let send: (options: RequestOptions, onResponse: (res: IncomingMessage) => void) => ClientRequest = httpRequest;
+      let target: RequestOptions;
+      if ('socketPath' in endpoint) {
+        target = { socketPath: endpoint.socketPath, path };
+      } else {
+        const u = new URL(path, endpoint.baseUrl);
+        target = { hostname: u.hostname, port: u.port, path: u.pathname + u.search };
+        if (endpoint.token) headers.authorization = `Bearer ${endpoint.token}`;
+        if (u.protocol === 'https:') {
+          send = httpsRequest;
+          if (endpoint.ca) target = { ...target, ca: endpoint.ca } as RequestOptions;
+        }
+      }
+      const req = send(
         {
           ...target,
           method,
-          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+          headers,
           timeout: 10_000,
         },
         (res) => {

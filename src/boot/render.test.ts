@@ -114,4 +114,15 @@ describe('renderBootScript', () => {
     const view = templateView(input(debian));
     assert.equal(renderTemplate('{{#labels}}{{rack}}{{/labels}} <{{hostname}}> & {{constructor}}', view), 'a1 <web1> & ');
   });
+
+  it("puts the machine's callback token in callbackUrl, and nothing of any other machine in the view", () => {
+    const token = 'A'.repeat(43);
+    const p = profile({ name: 'menu', boot: { kind: 'script', script: 'chain {{callbackUrl}}' } });
+    assert.match(renderBootScript(input(p, { callbackToken: token })), /^chain http:\/\/10\.99\.0\.1:8080\/boot\/done\?mac=52%3A54%3A00%3A12%3A34%3A56&token=A{43}$/m);
+    // The view is built from this machine's input alone: every MAC in it is this machine's.
+    const view = JSON.stringify(templateView(input(debian, { callbackToken: token })));
+    const macs = new Set([...view.matchAll(/52(?::|%3A)54(?::|%3A)00(?::|%3A)[0-9a-f]{2}(?::|%3A)[0-9a-f]{2}(?::|%3A)[0-9a-f]{2}/gi)].map((m) => decodeURIComponent(m[0])));
+    assert.deepEqual([...macs], ['52:54:00:12:34:56']);
+    assert.deepEqual(Object.keys(templateView(input(debian))).sort(), ['arch', 'asset', 'callbackUrl', 'files', 'hostname', 'ip', 'labels', 'mac', 'machine', 'node', 'serial', 'servers', 'uuid']);
+  });
 });

@@ -52,6 +52,8 @@ export interface RenderInput {
    * the first, then each next one if that fails. Default: the rendering node alone.
    */
   servers?: readonly ServingNode[];
+  /** The machine's callback token (src/auth/machine-token.ts), put in `callbackUrl`. */
+  callbackToken?: string;
 }
 
 /** Base URL of a node's HTTP server. */
@@ -68,11 +70,16 @@ export function machineFileUrl(mac: string, file: string, node: ServingNode): st
   return `${nodeUrl(node)}/machines/${encodeURIComponent(mac)}/files/${encodeURIComponent(file)}`;
 }
 
-export function doneCallbackUrl(mac: string, node: ServingNode): string {
-  return `${nodeUrl(node)}/boot/done?mac=${encodeURIComponent(mac)}`;
+/** The install-once callback; it carries the machine's own token, without which it is refused. */
+export function doneCallbackUrl(mac: string, node: ServingNode, token?: string): string {
+  return `${nodeUrl(node)}/boot/done?mac=${encodeURIComponent(mac)}${token !== undefined ? `&token=${encodeURIComponent(token)}` : ''}`;
 }
 
-/** The values a template can read. */
+/**
+ * The values a template can read: this machine's facts, machine object and profile, the serving
+ * nodes, and URLs for this MAC only (files, callback with its token). Nothing of any other
+ * machine is reachable from a template (the view is built from the input alone).
+ */
 export function templateView(input: RenderInput): Record<string, unknown> {
   const { facts, machine, profile, node } = input;
   // Mustache reads dots as nesting, so `preseed.cfg` is offered as `files.preseed_cfg`.
@@ -92,7 +99,7 @@ export function templateView(input: RenderInput): Record<string, unknown> {
     // Boot servers best first, so a script template can write its own `|| chain ...` fallbacks.
     servers: serversOf(input).map((s) => ({ name: s.name, address: s.address, httpPort: s.httpPort, url: nodeUrl(s) })),
     files,
-    callbackUrl: doneCallbackUrl(facts.mac, node),
+    callbackUrl: doneCallbackUrl(facts.mac, node, input.callbackToken),
   }) as Record<string, unknown>;
 }
 

@@ -3,7 +3,10 @@
  * `--server URL`), or the store file itself when no node holds it. Both paths validate with the
  * same schemas: the API validates bodies, the store path validates before writing.
  */
+import { readFileSync } from 'node:fs';
 import { listLeases } from '../api/routes.js';
+import type { Role } from '../auth/roles.js';
+import { createToken, listTokens, revokeToken, type CreatedToken, type TokenInfo } from '../auth/tokens.js';
 import { ApiClient } from '../api/client.js';
 import type { MachineStatus } from '../boot/render.js';
 import { readClusterConfig, writeClusterConfig } from '../config/cluster-store.js';
@@ -20,6 +23,24 @@ export interface AccessFlags {
   config?: string;
   store?: string;
   server?: string;
+  /** API token for --server; default the PXEHA_TOKEN environment variable. */
+  token?: string;
+  /** PEM of the CA that signed an https --server's certificate. */
+  cacert?: string;
+}
+
+/** The --server endpoint with its token (--token, else PXEHA_TOKEN) and CA (--cacert). */
+export function serverEndpoint(flags: AccessFlags & { server: string }): { baseUrl: string; token?: string; ca?: Buffer } {
+  const token = flags.token ?? process.env.PXEHA_TOKEN;
+  let ca: Buffer | undefined;
+  if (flags.cacert) {
+    try {
+      ca = readFileSync(flags.cacert);
+    } catch (err) {
+      throw new PxehaError('PXE_ERR_CONFIG_READ', `cannot read --cacert ${flags.cacert}: ${(err as Error).message}`);
+    }
+  }
+  return { baseUrl: flags.server, ...(token ? { token } : {}), ...(ca ? { ca } : {}) };
 }
 
 export interface ClusterAccess {
@@ -35,6 +56,9 @@ export interface ClusterAccess {
   deleteMachine(name: string): Promise<boolean>;
   reprovision(name: string): Promise<MachineStatus>;
   statuses(): Promise<MachineStatus[]>;
+  createToken(input: { role: Role; name?: string }): Promise<CreatedToken>;
+  listTokens(): Promise<TokenInfo[]>;
+  revokeToken(id: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -53,6 +77,9 @@ async function storeAccess(store: Store, via: string): Promise<ClusterAccess> {
     deleteMachine: (name) => inventory.deleteMachine(name),
     reprovision: (name) => inventory.reprovision(name, Date.now()),
     statuses: async () => inventory.listStatuses(),
+    createToken: (input) => createToken(store, input),
+    listTokens: () => listTokens(store),
+    revokeToken: (id) => revokeToken(store, id),
     close: async () => {
       await inventory.close();
       await store.close();
@@ -79,6 +106,9 @@ function apiAccess(client: ApiClient): ClusterAccess {
     deleteMachine: async (name) => (await client.call<{ deleted: boolean }>('DELETE', `/api/v1/machines/${encodeURIComponent(name)}`)).deleted,
     reprovision: (name) => client.call('POST', `/api/v1/machines/${encodeURIComponent(name)}/reprovision`),
     statuses: () => client.call('GET', '/api/v1/machine-status'),
+    createToken: (input) => client.call('POST', '/api/v1/tokens', input),
+    listTokens: () => client.call('GET', '/api/v1/tokens'),
+    revokeToken: async (id) => (await client.call<{ deleted: boolean }>('DELETE', `/api/v1/tokens/${encodeURIComponent(id)}`)).deleted,
     close: async () => {},
   };
 }
@@ -88,7 +118,7 @@ function apiAccess(client: ApiClient): ClusterAccess {
  * configuration if it runs (the embedded store is held by one process) and opens its store if not.
  */
 export async function openAccess(flags: AccessFlags): Promise<ClusterAccess> {
-  if (flags.server) return apiAccess(new ApiClient({ baseUrl: flags.server }));
+  if (flags.server) return apiAccess(new ApiClient(serverEndpoint({ ...flags, server: flags.server })));
   if (flags.store) return storeAccess(await openStore({ kind: 'embedded', path: flags.store }), flags.store);
   if (flags.config) {
     const node = await loadNodeConfig(flags.config);

@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import Table from 'cli-table3';
 import { ApiClient } from '../api/client.js';
+import { serverEndpoint, type AccessFlags } from './access.js';
 import { formatBackup, parseBackup, restoreBackup, takeBackup } from '../cluster/backup.js';
 import {
   clusterStatusOf,
@@ -30,11 +31,7 @@ import { leader } from '../store/election.js';
 import { openStore, type StoreConfig } from '../store/open.js';
 import type { Store } from '../store/store.js';
 
-interface Flags {
-  config?: string;
-  store?: string;
-  server?: string;
-}
+type Flags = AccessFlags;
 
 type Target = { kind: 'api'; client: ApiClient } | { kind: 'store'; store: StoreConfig; clockSkewWarnMs: number };
 
@@ -42,14 +39,16 @@ function targetFlags(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'node configuration: its running node, or else its store')
     .option('--store <path>', 'embedded store file to use directly')
-    .option('--server <url>', 'a node API to use, e.g. http://10.99.0.1:8080');
+    .option('--server <url>', 'a node API to use, e.g. http://10.99.0.1:8080 or https://10.99.0.1:8443')
+    .option('--token <token>', 'API token for --server (default: $PXEHA_TOKEN)')
+    .option('--cacert <file>', 'CA certificate (PEM) that signed an https --server');
 }
 
 /** Where to go: a node API, or a store (when preferApi and no node answers). */
 async function resolveTarget(flags: Flags, preferApi: boolean): Promise<Target> {
   if (flags.server) {
     if (!preferApi) throw new PxehaError('PXE_ERR_BAD_REQUEST', 'this command writes to a store: use --config or --store, not --server');
-    return { kind: 'api', client: new ApiClient({ baseUrl: flags.server }) };
+    return { kind: 'api', client: new ApiClient(serverEndpoint({ ...flags, server: flags.server })) };
   }
   if (flags.store) return { kind: 'store', store: { kind: 'embedded', path: flags.store }, clockSkewWarnMs: 2000 };
   if (flags.config) {

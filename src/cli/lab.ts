@@ -72,6 +72,7 @@ export function registerLabCommands(program: Command): void {
   // Internal: the loopback forward `lab up` starts in the host namespace.
   lab
     .command('forward', { hidden: true })
+    .description('internal: the loopback TCP forward to the API socket that `pxeha lab up` starts')
     .requiredOption('--port <port>', 'loopback TCP port', positiveInt('--port', 65535))
     .requiredOption('--socket <path>', 'API Unix socket')
     .action(async (opts: { port: number; socket: string }) => {

@@ -14,6 +14,8 @@ import { ipToInt } from '../util/ipv4.js';
 import { withAccess, type AccessFlags } from './access.js';
 import { registerLabCommands } from './lab.js';
 import { registerClusterCommands } from './cluster.js';
+import { registerServiceCommands } from './service.js';
+import { registerTokenCommands } from './tokens.js';
 import { DEFAULT_FAILOVER, failoverWarnings } from '../cluster/failover.js';
 
 type Output = 'table' | 'json';
@@ -22,7 +24,9 @@ function accessOptions(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'node configuration: its running node, or else its store')
     .option('--store <path>', 'embedded store file to use directly')
-    .option('--server <url>', 'a node API to use, e.g. http://10.99.0.1:8080');
+    .option('--server <url>', 'a node API to use, e.g. http://10.99.0.1:8080 or https://10.99.0.1:8443')
+    .option('--token <token>', 'API token for --server (default: $PXEHA_TOKEN)')
+    .option('--cacert <file>', 'CA certificate (PEM) that signed an https --server');
 }
 
 function outputOption(cmd: Command): Command {
@@ -139,9 +143,10 @@ export function buildProgram(): Command {
     .command('serve')
     .description('run a pxeha node')
     .requiredOption('-c, --config <file>', 'node configuration (YAML)')
-    .action(async (opts: { config: string }) => {
+    .addOption(new Option('--log-format <format>', 'log format, instead of the configuration\'s log.format').choices(['json', 'pretty']))
+    .action(async (opts: { config: string; logFormat?: 'json' | 'pretty' }) => {
       const config = await loadNodeConfig(opts.config);
-      const log = createLogger({ level: config.log.level, node: config.name });
+      const log = createLogger({ level: config.log.level, node: config.name, format: opts.logFormat ?? config.log.format });
       const node = await startNode(config, log);
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
@@ -302,6 +307,8 @@ export function buildProgram(): Command {
   });
 
   registerClusterCommands(program);
+  registerTokenCommands(program, accessOptions);
+  registerServiceCommands(program);
 
   return program;
 }

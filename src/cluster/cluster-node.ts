@@ -22,8 +22,13 @@ export interface ClusterNodeOptions {
   /** Address the node advertises; default every non-loopback IPv4 address it has. */
   advertiseAddress?: string;
   httpPort: number;
-  /** Relative share of DHCP clients (published in the membership record); default 100. */
-  weight?: number;
+  /**
+   * Relative share of DHCP clients (published in the membership record); default 100. A
+   * function is read at each publish (operator overrides, src/cluster/node-overrides.ts).
+   */
+  weight?: number | (() => number);
+  /** The node is drained by an operator (published in its record; its weight is then 0). */
+  drained?: () => boolean;
   memberTtlSeconds: number;
   publishIntervalMs: number;
   clockSkewWarnMs: number;
@@ -145,7 +150,8 @@ function describeSelf(options: ClusterNodeOptions): SelfDescription {
     addresses: options.advertiseAddress ? [options.advertiseAddress] : localAddresses(),
     httpPort: options.httpPort,
     version: PXEHA_VERSION,
-    weight: options.weight ?? 100,
+    weight: (typeof options.weight === 'function' ? options.weight() : options.weight) ?? 100,
+    ...(options.drained?.() ? { drained: true } : {}),
     images: [],
     artifacts: options.artifacts?.() ?? [],
     load: {

@@ -28,6 +28,8 @@ export interface MemberRecord {
   configRevision: number;
   /** Relative share of DHCP clients this node takes (node config cluster.weight; default 100). */
   weight?: number;
+  /** Drained by an operator (src/cluster/node-overrides.ts): takes no new clients, weight 0. */
+  drained?: boolean;
   /** Boot images the node holds locally (image replication is a later issue: empty today). */
   images: string[];
   /**
@@ -58,6 +60,7 @@ export function parseMemberRecord(value: string): MemberRecord | undefined {
       version: typeof r.version === 'string' ? r.version : 'unknown',
       configRevision: r.configRevision,
       weight: typeof r.weight === 'number' && r.weight >= 0 ? r.weight : 100,
+      ...(r.drained === true ? { drained: true } : {}),
       images: Array.isArray(r.images) ? r.images.filter((a): a is string => typeof a === 'string') : [],
       artifacts: Array.isArray(r.artifacts) ? r.artifacts.filter((a): a is string => typeof a === 'string') : [],
       load: { loadAvg1: r.load?.loadAvg1 ?? 0, rssBytes: r.load?.rssBytes ?? 0, leaseRecords: r.load?.leaseRecords ?? 0 },

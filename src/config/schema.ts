@@ -302,6 +302,23 @@ export const NodeConfigSchema = Type.Object(
         /** Address to listen on; default all. */
         address: Type.String({ default: '0.0.0.0' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        /**
+         * Serve the API and dashboard over HTTPS on a port of their own. Boot paths stay on the
+         * plain port (firmware iPXE has no HTTPS), which then refuses the API and dashboard.
+         */
+        tls: Type.Optional(
+          Type.Object(
+            {
+              /** PEM certificate (chain) and its key. */
+              certFile: Type.String({ minLength: 1 }),
+              keyFile: Type.String({ minLength: 1 }),
+              port: Type.Integer({ minimum: 0, maximum: 65535, default: 8443 }),
+              /** Address of the HTTPS listener; default http.address. */
+              address: Type.Optional(Type.String({ minLength: 1 })),
+            },
+            { additionalProperties: false },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -347,6 +364,8 @@ export const NodeConfigSchema = Type.Object(
           ['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)),
           { default: 'info' },
         ),
+        /** json: one JSON object a line (journald, log shippers); pretty: aligned text for a terminal. */
+        format: Type.Union([Type.Literal('json'), Type.Literal('pretty')], { default: 'json' }),
       },
       { additionalProperties: false, default: {} },
     ),

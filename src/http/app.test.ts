@@ -44,6 +44,8 @@ describe('node HTTP server', () => {
     await writeClusterConfig(store, cluster);
     inventory = await Inventory.open(store, (err) => assert.fail(err));
     metrics = new Metrics();
+    // As the node's Unix socket serves it (local root: admin); access control over TCP has its
+    // own tests (src/http/access-control.test.ts).
     app = await buildHttpApp({
       nodeName: 'lab1',
       advertiseAddress: '10.99.0.1',
@@ -55,7 +57,7 @@ describe('node HTTP server', () => {
       metrics,
       log: silentLogger(),
       clock,
-    });
+    }, { listener: 'local' });
   });
   after(async () => {
     await app.close();
@@ -85,7 +87,7 @@ describe('node HTTP server', () => {
       name: 'debian',
       once: true,
       boot: { kind: 'kernel', kernel: 'debian/linux', initrds: ['debian/initrd.gz'], args: 'url={{files.preseed_cfg}} console=ttyS0' },
-      files: { 'preseed.cfg': 'd-i netcfg/get_hostname string {{hostname}}\n' },
+      files: { 'preseed.cfg': 'd-i netcfg/get_hostname string {{hostname}}\n', 'done.ipxe': '#!ipxe\nchain {{callbackUrl}}\n' },
     });
     assert.equal(p.statusCode, 200, p.body);
     assert.equal((await put('/api/v1/profiles/discovery', { name: 'discovery', boot: { kind: 'script', script: 'echo discovered {{mac}}\nexit' } })).statusCode, 200);
@@ -140,10 +142,14 @@ describe('node HTTP server', () => {
   });
 
   it('install once: the done callback sends the machine to local disk until reprovisioned', async () => {
+    // The callback URL as the machine's own files carry it (with its token).
+    const rendered = (await app.inject('/machines/52:54:00:12:34:56/files/done.ipxe')).body;
+    const callback = /^chain http:\/\/10\.99\.0\.1:8080(\/boot\/done\?mac=52%3A54%3A00%3A12%3A34%3A56&token=[A-Za-z0-9_-]{43})$/m.exec(rendered)?.[1];
+    assert.ok(callback, rendered);
     // As an installer's `curl -d ""` posts it: a form content type, an empty body.
     const done = await app.inject({
       method: 'POST',
-      url: '/boot/done?mac=52:54:00:12:34:56',
+      url: callback,
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       payload: '',
     });

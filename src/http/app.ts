@@ -2,7 +2,8 @@
  * The node's HTTP server (Fastify): boot scripts and files for iPXE, boot artifacts, the REST
  * API with its OpenAPI document, Prometheus metrics and health. Request validation uses the
  * same Ajv validators as configuration files; every error answers with one envelope,
- * {statusCode, code, error, message, issues?}, and rejected requests are counted.
+ * {statusCode, code, error, message, issues?}, and rejected requests are counted. Who may call
+ * what is decided in one hook (src/http/access-control.ts) from each route's `config.role`.
  */
 import swagger from '@fastify/swagger';
 import type { TSchema } from '@sinclair/typebox';
@@ -10,10 +11,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { access } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { registerApiRoutes } from '../api/routes.js';
+import { registerAuthRoutes } from '../api/auth-routes.js';
+import { Auth } from '../auth/auth.js';
 import { resolveArtifact } from '../artifacts/resolve.js';
 import { referencedArtifacts } from '../boot/servers.js';
 import { compileChecker } from '../config/load.js';
 import { ConfigError, PxehaError } from '../errors.js';
+import { registerAccessControl, type Listener } from './access-control.js';
 import type { HttpContext } from './context.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerBootRoutes } from './routes/boot.js';
@@ -35,8 +39,40 @@ export function advertisedArtifacts(ctx: HttpContext): string[] {
   return referencedArtifacts(ctx.inventory.listProfiles(), ctx.cluster().boot);
 }
 
-export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 8 * 1024 * 1024, return503OnClosing: true });
+export interface HttpAppOptions {
+  /**
+   * Which listener this app serves (src/http/access-control.ts): 'local', the root-only Unix
+   * socket (admin); 'tcp' (default), plain HTTP; 'tls', the HTTPS API listener.
+   */
+  listener?: Listener;
+  /** PEM certificate chain and key, for the 'tls' listener. */
+  https?: { cert: Buffer; key: Buffer };
+  /** On the 'tcp' listener: the API is served over HTTPS on this port, so refuse it here. */
+  httpsPort?: number;
+}
+
+export async function buildHttpApp(ctx: HttpContext, options: HttpAppOptions = {}): Promise<FastifyInstance> {
+  const listener = options.listener ?? 'tcp';
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 8 * 1024 * 1024,
+    return503OnClosing: true,
+    ...(options.https ? { https: options.https } : {}),
+  }) as unknown as FastifyInstance;
+  // A node shares one Auth between its listeners; an app built alone (tests) opens its own.
+  let auth = ctx.auth;
+  if (!auth) {
+    const own = await Auth.open(ctx.store, { onError: (err) => ctx.log.error({ err }, 'token watch failed') });
+    app.addHook('onClose', async () => own.close());
+    auth = own;
+  }
+  registerAccessControl(app, {
+    listener,
+    auth,
+    metrics: ctx.metrics,
+    clock: ctx.clock,
+    ...(options.httpsPort !== undefined ? { httpsPort: options.httpsPort } : {}),
+  });
 
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const check = compileChecker(schema as TSchema);
@@ -65,7 +101,7 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     },
   });
 
-  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/api/openapi.json', { schema: { hide: true }, config: { role: 'viewer' } }, async () => app.swagger());
 
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
     void reply.header('content-type', ctx.metrics.registry.contentType);
@@ -91,8 +127,10 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     return reply.code(problems.length === 0 ? 200 : 503).send({ status: problems.length === 0 ? 'ready' : 'not-ready', node: ctx.nodeName, problems });
   });
 
-  registerBootRoutes(app, ctx);
+  registerBootRoutes(app, ctx, auth);
   registerArtifactRoutes(app, ctx);
   registerApiRoutes(app, ctx);
+  registerAuthRoutes(app, ctx, auth, { secureCookie: listener === 'tls' });
+  (await import('../api/dashboard-routes.js')).registerDashboardRoutes(app, ctx); // the web dashboard, /ui/ and its API
   return app;
 }

@@ -1,3 +1,4 @@
+import type { Auth } from '../auth/auth.js';
 import type { NodeHealth } from '../cluster/cluster-node.js';
 import type { ClusterStatus } from '../cluster/member-record.js';
 import type { DhcpStatus } from '../dhcp/engine.js';
@@ -39,4 +40,9 @@ export interface HttpContext {
   rebalance?: () => Promise<RebalanceResult>;
   /** DHCP degraded mode and bucket share (DhcpEngine.status). */
   dhcp?: () => DhcpStatus;
+  /**
+   * Tokens, sessions and machine callback tokens (src/auth/), shared by the node's listeners;
+   * absent in tests that build one app alone, which then opens its own.
+   */
+  auth?: Auth;
 }

@@ -2,7 +2,10 @@
  * One pxeha node, composed: store, cluster configuration (watched), lease view, DHCP engine
  * and sockets. `pxeha serve` runs one; integration tests run them in network namespaces.
  */
-import { chmod, mkdir, realpath, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { Auth } from '../auth/auth.js';
+import { PxehaError } from '../errors.js';
 import { buildHttpApp } from '../http/app.js';
 import type { HttpContext } from '../http/context.js';
 import { Inventory } from '../inventory/inventory.js';
@@ -27,6 +30,7 @@ import { failoverWarnings } from '../cluster/failover.js';
 import { leaseExpiryJob } from '../cluster/lease-expiry.js';
 import { estimateOffsetMs } from '../cluster/member-record.js';
 import { ArtifactHoldings } from '../artifacts/holdings.js';
+import { NodeOverrideWatch, effectiveWeight } from '../cluster/node-overrides.js';
 import {
   PLACEMENT_KEY,
   movedMachines,
@@ -96,6 +100,10 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     let currentConfig = initial.config;
     const holdings = new ArtifactHoldings(artifactsRoot, () => referencedArtifacts(inventory.listProfiles(), currentConfig.boot));
     await holdings.refresh();
+    // Operator overrides (drain, weight; src/cluster/node-overrides.ts): republished at once.
+    let republish = (): void => undefined;
+    const overrides = await NodeOverrideWatch.open(store, config.name, (err) => log.error({ err }, 'node override watch failed'), () => republish());
+    cleanups.push(() => overrides.close());
     // Closed before the store (cleanups run in reverse): jobs stop and the node resigns first.
     const cluster = await ClusterNode.start(
       store,
@@ -103,7 +111,8 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         name: config.name,
         advertiseAddress: config.advertiseAddress,
         httpPort: config.http.port,
-        weight: config.cluster.weight,
+        weight: () => effectiveWeight(config.cluster.weight, overrides.current),
+        drained: () => overrides.drained,
         memberTtlSeconds: config.cluster.memberTtlSeconds,
         publishIntervalMs: config.cluster.publishIntervalMs,
         clockSkewWarnMs: config.cluster.clockSkewWarnMs,
@@ -128,6 +137,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       initial.revision,
     );
     cleanups.push(() => cluster.close());
+    republish = () => void cluster.membership.publish();
     metrics.memberCount = () => cluster.membership.members().length;
     const warnFailover = (c: typeof initial.config): void => {
       for (const warning of failoverWarnings(c, config.cluster)) log.warn({ warning }, 'lease time shorter than the failover window');
@@ -277,7 +287,14 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         }),
       });
     };
+    // Tokens, sessions, machine callback tokens; the cluster secrets are created here if none exist.
+    const auth = await Auth.open(store, {
+      onError: (err) => log.error({ err }, 'token watch failed'),
+      offline: () => cluster.health().state === 'degraded',
+    });
+    cleanups.push(() => auth.close());
     const httpContext: HttpContext = {
+      auth,
       nodeName: config.name,
       advertiseAddress: config.advertiseAddress,
       httpPort: config.http.port,
@@ -319,12 +336,30 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       cleanups.push(() => tftp.close());
       log.info({ addresses: tftp.addresses, root: httpContext.artifactsRoot }, 'tftp listening');
     }
-    // The same routes on TCP for machines and operators, and on a root-only Unix socket that
-    // the CLI reaches from any network namespace.
-    const http = await buildHttpApp(httpContext);
+    // The same routes on TCP for machines and operators (API callers with a token), and on a
+    // root-only Unix socket that the CLI reaches from any network namespace (trusted as admin).
+    // With http.tls the API and dashboard move to an HTTPS listener of their own, and the plain
+    // port keeps only what firmware fetches (src/http/access-control.ts).
+    let httpsPort: number | undefined;
+    const tls = config.http.tls;
+    if (tls) {
+      const [cert, key] = await Promise.all(
+        [tls.certFile, tls.keyFile].map((f) =>
+          readFile(f).catch((err: Error) => {
+            throw new PxehaError('PXE_ERR_CONFIG_READ', `http.tls: cannot read ${f}: ${err.message}`);
+          }),
+        ),
+      );
+      const secure = await buildHttpApp(httpContext, { listener: 'tls', https: { cert: cert!, key: key! } });
+      cleanups.push(() => secure.close());
+      await secure.listen({ host: tls.address ?? config.http.address, port: tls.port });
+      httpsPort = (secure.server.address() as AddressInfo).port;
+      log.info({ address: tls.address ?? config.http.address, port: httpsPort }, 'https api listening');
+    }
+    const http = await buildHttpApp(httpContext, { listener: 'tcp', ...(httpsPort !== undefined ? { httpsPort } : {}) });
     cleanups.push(() => http.close());
     await http.listen({ host: config.http.address, port: config.http.port });
-    const local = await buildHttpApp(httpContext);
+    const local = await buildHttpApp(httpContext, { listener: 'local' });
     cleanups.push(() => local.close());
     const socketPath = apiSocketOf(config);
     await rm(socketPath, { force: true }); // a stale socket from a killed node

@@ -88,6 +88,19 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  // Access control (src/http/access-control.ts, src/http/routes/boot.ts).
+  readonly apiDenied = new Counter({
+    name: 'pxeha_api_denied_total',
+    help: 'API requests refused by access control, by reason (missing, invalid, role, plain-http, origin)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly bootCallbackRefused = new Counter({
+    name: 'pxeha_boot_callback_refused_total',
+    help: 'Machine callbacks (/boot/done) refused, by reason (missing: no token, mismatch: not the token of that MAC)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly storeOpSeconds = new Histogram({
     name: 'pxeha_store_op_seconds',
     help: 'Latency of store operations, by operation',

@@ -39,9 +39,13 @@ function macOwnedBy(owner: string, runnerUp: string, nth: number): string {
   throw new Error(`no MAC found for ${owner}`);
 }
 
-/** The "kernel": an iPXE script that reports the boot complete to whichever node answers. */
+/**
+ * The "kernel": an iPXE script that reports the boot complete to whichever node answers. It is
+ * the same file for every machine, so it fetches the machine's own callback (a per-machine file
+ * of the profile, whose callback URL carries the machine's token) from each node in turn.
+ */
 function stage2Script(): string {
-  const done = NODES.map((_, i) => `chain http://${serverIp(i)}:8080/boot/done?mac=\${net0/mac}`).join(' || ');
+  const done = NODES.map((_, i) => `chain http://${serverIp(i)}:8080/machines/\${net0/mac}/files/done.ipxe`).join(' || ');
   return ['#!ipxe', 'echo pxeha-ha: stage2 running', done, 'echo pxeha-ha: booted', 'exit', ''].join('\n');
 }
 
@@ -59,7 +63,13 @@ describe('a PXE ROM boots while its boot server is killed (3 nodes, etcd, QEMU)'
         ipxeScriptUrl: 'http://{node}:{httpPort}/boot.ipxe?mac=${net0/mac}&uuid=${uuid}&arch=${buildarch}',
         defaultProfile: 'ha-kernel',
       },
-      profiles: [{ name: 'ha-kernel', boot: { kind: 'kernel', kernel: 'ha/stage2.ipxe', initrds: ['ha/initrd.bin'] } }],
+      profiles: [
+        {
+          name: 'ha-kernel',
+          boot: { kind: 'kernel', kernel: 'ha/stage2.ipxe', initrds: ['ha/initrd.bin'] },
+          files: { 'done.ipxe': '#!ipxe\nchain {{callbackUrl}}\n' },
+        },
+      ],
     };
     ha = await HaLab.start(sandbox, {
       nodes: 3,
@@ -136,6 +146,9 @@ describe('a PXE ROM boots while its boot server is killed (3 nodes, etcd, QEMU)'
       while (Date.now() - startedAt < BOOT_TIMEOUT_MS) {
         const status = await statusOf();
         if (status?.lastStage === 'done') {
+          // The callback can arrive before the serial console has caught up with the machine.
+          const settle = Date.now() + 15_000;
+          while (Date.now() < settle && !/pxeha-ha: booted/.test(readConsole(consoleFile))) await sleep(100);
           const text = readConsole(consoleFile);
           assert.match(text, /pxeha-ha: stage2 running/, describe());
           assert.notEqual(status.lastNode, DOOMED);

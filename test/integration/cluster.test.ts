@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../src/api/client.js';
+import { createToken } from '../../src/auth/tokens.js';
 import { formatBackup, parseBackup, restoreBackup, takeBackup, type Backup } from '../../src/cluster/backup.js';
 import type { ClusterStatus } from '../../src/cluster/member-record.js';
 import { main } from '../../src/cli/main.js';
@@ -51,11 +52,12 @@ class PxehaNode {
   child: ChildProcess | undefined;
   readonly log: string[] = [];
 
-  constructor(name: string, configFile: string, httpPort: number) {
+  /** `token`: an API token (the API over TCP needs one; tokens live in the shared store). */
+  constructor(name: string, configFile: string, httpPort: number, token: string) {
     this.name = name;
     this.configFile = configFile;
     this.url = `http://127.0.0.1:${httpPort}`;
-    this.api = new ApiClient({ baseUrl: this.url });
+    this.api = new ApiClient({ baseUrl: this.url, token });
   }
 
   start(): void {
@@ -193,6 +195,7 @@ describe('cluster: 3 etcd members, 3 pxeha node processes', { skip, timeout: 150
   let proxy: TcpProxy;
   let dir: string;
   let store: Store;
+  let adminToken: string;
   const nodes: PxehaNode[] = [];
   const byName = (name: string) => nodes.find((n) => n.name === name)!;
 
@@ -201,6 +204,7 @@ describe('cluster: 3 etcd members, 3 pxeha node processes', { skip, timeout: 150
     etcd = await EtcdCluster.start({ members: 3 });
     proxy = await TcpProxy.start(etcd.endpoint(2));
     store = await openEtcdStore({ endpoints: etcd.endpoints, requestTimeoutMs: 2000 });
+    adminToken = (await createToken(store, { role: 'admin', name: 'cluster-test' })).token;
     for (const name of ['a', 'b', 'c']) {
       const port = await freePort();
       const endpoints = name === 'c' ? [proxy.endpoint] : etcd.endpoints;
@@ -222,7 +226,7 @@ describe('cluster: 3 etcd members, 3 pxeha node processes', { skip, timeout: 150
       ].join('\n');
       const file = join(dir, `${name}.yaml`);
       await writeFile(file, `${config}\n`);
-      nodes.push(new PxehaNode(name, file, port));
+      nodes.push(new PxehaNode(name, file, port, adminToken));
     }
     for (const n of nodes) n.start();
     await Promise.all(nodes.map((n) => n.waitReady()));
@@ -265,11 +269,34 @@ describe('cluster: 3 etcd members, 3 pxeha node processes', { skip, timeout: 150
     console.log(`# config revision ${revision} applied and reported by all 3 nodes after ${appliedMs} ms`);
     assert.ok(appliedMs <= 1500, `applied within a second or so (took ${appliedMs} ms)`);
 
-    const table = await cli(['cluster', 'status', '--server', byName('a').url]);
+    const table = await cli(['cluster', 'status', '--server', byName('a').url, '--token', adminToken]);
     assert.equal(table.code, 0);
     assert.match(table.out, /leader: [abc]/);
     assert.match(table.out, new RegExp(`configuration revision in the store: ${revision}`));
     assert.doesNotMatch(table.out, /behind/);
+  });
+
+  it('a token made on one node works on every node; a viewer cannot rebalance, an operator can, and only with a token', async () => {
+    const viewer = (await createToken(store, { role: 'viewer', name: 'cluster-viewer' })).token;
+    const operator = (await createToken(store, { role: 'operator', name: 'cluster-operator' })).token;
+    for (const n of nodes) {
+      const asViewer = new ApiClient({ baseUrl: n.url, token: viewer });
+      assert.equal((await asViewer.call<NodeStatus>('GET', '/api/v1/status')).node, n.name);
+      await assert.rejects(asViewer.call('POST', '/api/v1/cluster/rebalance'), (err: Error & { code?: string }) => err.code === 'PXE_ERR_FORBIDDEN');
+      await assert.rejects(new ApiClient({ baseUrl: n.url }).call('GET', '/api/v1/status'), (err: Error & { code?: string }) => err.code === 'PXE_ERR_UNAUTHORIZED');
+    }
+    const asOperator = new ApiClient({ baseUrl: byName('b').url, token: operator });
+    const result = await asOperator.call<{ record: { members: string[] } }>('POST', '/api/v1/cluster/rebalance');
+    assert.deepEqual([...result.record.members].sort(), ['a', 'b', 'c']);
+    // The CLI over TCP: the token from the environment.
+    process.env.PXEHA_TOKEN = operator;
+    try {
+      const run = await cli(['cluster', 'rebalance', '--server', byName('a').url, '-o', 'json']);
+      assert.equal(run.code, 0, run.out);
+      assert.deepEqual((JSON.parse(run.out) as { record: { members: string[] } }).record.members.sort(), ['a', 'b', 'c']);
+    } finally {
+      delete process.env.PXEHA_TOKEN;
+    }
   });
 
   it('backup from etcd, restore into an embedded store and into a fresh etcd: nothing lost', async () => {

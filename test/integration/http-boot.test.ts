@@ -14,7 +14,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { machineToken } from '../../src/auth/machine-token.js';
 import type { MachineStatus } from '../../src/boot/render.js';
+import { parseBackup } from '../../src/cluster/backup.js';
 import { metricValue, PxehaNode } from '../helpers/dhcp-client-pxeha.js';
 import { createSandbox, type Lab } from '../helpers/netns.js';
 
@@ -57,9 +59,11 @@ const APPLY = {
 };
 
 const MAC_ENC = encodeURIComponent(KNOWN.mac);
-const GOLDEN_KERNEL = `#!ipxe
+/** The machine's callback URL: its MAC and its own token (src/auth/machine-token.ts). */
+const callbackUrl = (mac: string, token: string): string => `${BASE}/boot/done?mac=${encodeURIComponent(mac)}&token=${token}`;
+const goldenKernel = (token: string): string => `#!ipxe
 # pxeha lab1: machine web1 (52:54:00:12:34:56), profile debian-12
-kernel ${BASE}/artifacts/debian/vmlinuz initrd=initrd.gz initrd=firmware.cpio.gz auto=true priority=critical hostname=web1 url=${BASE}/machines/${MAC_ENC}/files/preseed.cfg ip=\${net0/ip} pxeha.done=${BASE}/boot/done?mac=${MAC_ENC}
+kernel ${BASE}/artifacts/debian/vmlinuz initrd=initrd.gz initrd=firmware.cpio.gz auto=true priority=critical hostname=web1 url=${BASE}/machines/${MAC_ENC}/files/preseed.cfg ip=\${net0/ip} pxeha.done=${callbackUrl(KNOWN.mac, token)}
 initrd ${BASE}/artifacts/debian/initrd.gz
 initrd ${BASE}/artifacts/debian/firmware.cpio.gz
 boot
@@ -75,8 +79,8 @@ const GOLDEN_DISCOVERY = `#!ipxe
 echo pxeha discovery of 52:54:00:aa:bb:cc from ${CLIENT_IP} via lab1
 shell
 `;
-const GOLDEN_PRESEED = `d-i netcfg/get_hostname string web1
-d-i preseed/late_command string curl -X POST ${BASE}/boot/done?mac=${MAC_ENC}
+const goldenPreseed = (token: string): string => `d-i netcfg/get_hostname string web1
+d-i preseed/late_command string curl -X POST ${callbackUrl(KNOWN.mac, token)}
 `;
 
 /** What iPXE asks for with the default ipxeScriptUrl: settings a VM lacks arrive empty. */
@@ -101,6 +105,19 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
   let lab: Lab;
   let node: PxehaNode;
   let seq = 0;
+  /** An admin API token (the API over TCP needs one; created through the node's Unix socket). */
+  let adminToken: string;
+
+  /**
+   * The callback token the node must render for `mac`, computed here from the cluster's callback
+   * secret (read from a backup through the node's socket), not taken from the node's answer.
+   */
+  async function expectedToken(mac: string): Promise<string> {
+    const { stdout } = await node.cli(['backup', '--config', node.nodeFile]);
+    const entry = parseBackup(stdout).entries.find((e) => e.key === '/pxeha/secrets/callback');
+    assert.ok(entry, 'the node created the callback secret');
+    return machineToken(Buffer.from((JSON.parse(entry.value) as { key: string }).key, 'base64url'), mac);
+  }
 
   /** Runs curl in the client namespace; status, last response's headers (lower-case) and body. */
   async function curl(args: readonly string[]): Promise<CurlResult> {
@@ -180,6 +197,7 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
     writeFileSync(path.join(workDir, 'secret'), SECRET);
     symlinkSync(path.join(workDir, 'secret'), path.join(node.artifactsDir, 'escape'));
     await node.start();
+    adminToken = (await node.cli(['tokens', 'create', '--role', 'admin', '--name', 'http-boot-test', '--config', node.nodeFile])).stdout.trim();
   });
 
   after(() => {
@@ -197,13 +215,13 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('content-type'), 'text/plain; charset=utf-8');
     assert.equal(r.headers.get('cache-control'), 'no-store');
-    assert.equal(text(r), GOLDEN_KERNEL);
+    assert.equal(text(r), goldenKernel(await expectedToken(KNOWN.mac)));
   });
 
   it('serves the per-machine file the script points at (golden)', async () => {
     const r = await curl([`${BASE}/machines/${MAC_ENC}/files/preseed.cfg`]);
     assert.equal(r.status, 200);
-    assert.equal(text(r), GOLDEN_PRESEED);
+    assert.equal(text(r), goldenPreseed(await expectedToken(KNOWN.mac)));
     assert.equal((await curl([`${BASE}/machines/${MAC_ENC}/files/kickstart.cfg`])).status, 404);
   });
 
@@ -331,6 +349,8 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
       'PUT',
       '-H',
       'content-type: application/json',
+      '-H',
+      `authorization: Bearer ${adminToken}`,
       '--data',
       JSON.stringify({ name: 'web2', mac: '52:54:00:12:34:57', profile: 'debian-12', colour: 'red' }),
       `${BASE}/api/v1/machines/web2`,
@@ -346,6 +366,8 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
       'PUT',
       '-H',
       'content-type: application/json',
+      '-H',
+      `authorization: Bearer ${adminToken}`,
       '--data',
       JSON.stringify({ name: 'lab', subnet: '10.99.0.0/24', reservations: [{ hwaddr: '52:54:00:12:34:56', address: '10.99.0.10' }] }),
       `${BASE}/api/v1/subnets/lab`,
@@ -371,11 +393,14 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
   });
 
   it('install once: kernel, done callback, local disk, reprovision, kernel again', async () => {
+    const golden = goldenKernel(await expectedToken(KNOWN.mac));
     const first = await curl([scriptUrl(KNOWN.mac, KNOWN.uuid)]);
-    assert.equal(text(first), GOLDEN_KERNEL);
+    assert.equal(text(first), golden);
 
-    // What an installer's late_command does.
-    const done = await curl(['-X', 'POST', `${BASE}/boot/done?mac=${MAC_ENC}`]);
+    // What an installer's late_command does, with the callback URL its script handed it.
+    const url = /pxeha\.done=(\S+)/.exec(text(first))?.[1];
+    assert.ok(url, 'the script carries the callback URL');
+    const done = await curl(['-X', 'POST', url]);
     assert.equal(done.status, 200);
     assert.equal(text(done), `#!ipxe\necho pxeha: boot of ${KNOWN.mac} recorded as complete\n`);
     const afterDone = (await machinesJson()).statuses.find((s) => s.mac === KNOWN.mac);
@@ -395,7 +420,7 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
     assert.equal(reprovisioned?.installedAtMs, undefined);
 
     const again = await curl([scriptUrl(KNOWN.mac, KNOWN.uuid)]);
-    assert.equal(text(again), GOLDEN_KERNEL);
+    assert.equal(text(again), golden);
     const last = (await machinesJson()).statuses.find((s) => s.mac === KNOWN.mac);
     assert.equal(last?.lastStage, 'script');
     assert.equal(last?.installedAtMs, undefined);
@@ -415,8 +440,22 @@ describe('HTTP boot with curl over a bridge (netns)', () => {
   });
 
   it('accepts the done callback as an installer posts it (form content type, empty body)', async () => {
-    const r = await curl(['--data', '', `${BASE}/boot/done?mac=${encodeURIComponent(UNKNOWN_MAC)}`]);
+    const r = await curl(['--data', '', callbackUrl(UNKNOWN_MAC, await expectedToken(UNKNOWN_MAC))]);
     assert.equal(r.status, 200, text(r));
+  });
+
+  it('refuses a callback without the token of its MAC (403), and counts it', async () => {
+    const m0 = await metrics();
+    const missing = await curl(['--data', '', `${BASE}/boot/done?mac=${encodeURIComponent(UNKNOWN_MAC)}`]);
+    assert.equal(missing.status, 403, text(missing));
+    assert.equal(json<{ code: string }>(missing).code, 'PXE_ERR_FORBIDDEN');
+    // The known machine's own valid token, used for another MAC.
+    const other = await curl(['--data', '', callbackUrl(UNKNOWN_MAC, await expectedToken(KNOWN.mac))]);
+    assert.equal(other.status, 403, text(other));
+    const m1 = await metrics();
+    const count = (m: string, reason: string): number => metricValue(m, 'pxeha_boot_callback_refused_total', { reason });
+    assert.equal(count(m1, 'missing') - count(m0, 'missing'), 1);
+    assert.equal(count(m1, 'mismatch') - count(m0, 'mismatch'), 1);
   });
 
   it('lets the CLI reach a running node that is not ready', async () => {

@@ -4,6 +4,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Auth } from '../../auth/auth.js';
 import { renderBootScript, renderTemplate, templateView, type FirmwareFacts, type ServingNode } from '../../boot/render.js';
 import { normalizeMacText } from '../../inventory/inventory.js';
 import type { HttpContext } from '../context.js';
@@ -41,7 +42,7 @@ function factsOf(q: BootQueryT, ip: string | undefined): FirmwareFacts {
   return facts;
 }
 
-export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext): void {
+export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext, auth: Auth): void {
   app.get<{ Querystring: BootQueryT }>('/boot.ipxe', { schema: { querystring: BootQuery, hide: true } }, async (req, reply) => {
     const facts = factsOf(req.query, req.ip);
     const machine = ctx.inventory.findMachine(facts.mac, facts.uuid);
@@ -51,7 +52,8 @@ export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext): void
     ctx.metrics.bootStages.inc({ stage: 'script' });
     if (!machine) ctx.log.info({ mac: facts.mac, uuid: facts.uuid }, 'unknown machine discovered');
     const servers = ctx.bootServers?.(facts.mac, profile, facts.ip);
-    const script = renderBootScript({ facts, machine, profile, status, node: servingNode(ctx, req), ...(servers ? { servers } : {}) });
+    const callbackToken = await auth.machineToken(facts.mac);
+    const script = renderBootScript({ facts, machine, profile, status, node: servingNode(ctx, req), callbackToken, ...(servers ? { servers } : {}) });
     return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(script);
   });
 
@@ -66,7 +68,8 @@ export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext): void
       if (template === undefined) {
         return reply.code(404).send({ statusCode: 404, code: 'PXE_ERR_NOT_FOUND', error: 'Not Found', message: `no file ${req.params.name} for ${mac}` });
       }
-      const view = templateView({ facts: { mac, ip: req.ip }, machine, profile, status: ctx.inventory.status(mac), node: servingNode(ctx, req) });
+      const callbackToken = await auth.machineToken(mac);
+      const view = templateView({ facts: { mac, ip: req.ip }, machine, profile, status: ctx.inventory.status(mac), node: servingNode(ctx, req), callbackToken });
       return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(renderTemplate(template, view));
     },
   );
@@ -77,17 +80,32 @@ export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext): void
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 }, (_req, _body, done) => done(null, undefined));
-    registerDoneRoute(scope, ctx);
+    registerDoneRoute(scope, ctx, auth);
   });
 }
 
-function registerDoneRoute(app: FastifyInstance, ctx: HttpContext): void {
-  app.route<{ Querystring: { mac: string } }>({
+/**
+ * The callback changes the state of the MAC it names only with that MAC's token, which the
+ * machine's script and files carry in their callback URL (src/auth/machine-token.ts).
+ */
+function registerDoneRoute(app: FastifyInstance, ctx: HttpContext, auth: Auth): void {
+  app.route<{ Querystring: { mac: string; token?: string } }>({
     method: ['GET', 'POST'],
     url: '/boot/done',
-    schema: { querystring: Type.Object({ mac: MacParam }, { additionalProperties: false }), hide: true },
+    schema: {
+      querystring: Type.Object({ mac: MacParam, token: Type.Optional(Type.String({ maxLength: 128 })) }, { additionalProperties: false }),
+      hide: true,
+    },
     handler: async (req, reply) => {
       const mac = normalizeMacText(req.query.mac);
+      const token = req.query.token;
+      if (token === undefined || token === '' || !(await auth.machineTokenOk(mac, token))) {
+        const reason = token === undefined || token === '' ? 'missing' : 'mismatch';
+        ctx.metrics.bootCallbackRefused.inc({ reason });
+        ctx.log.warn({ mac, ip: req.ip, reason }, 'boot callback refused');
+        const message = `the callback for ${mac} needs that machine's token: use the callback URL of its own script (${reason === 'missing' ? 'no token given' : 'the token is not the token of this MAC'})`;
+        return reply.code(403).send({ statusCode: 403, code: 'PXE_ERR_FORBIDDEN', error: 'Forbidden', message });
+      }
       const machine = ctx.inventory.findMachine(mac, undefined);
       const profile = ctx.inventory.profileFor(machine, ctx.cluster());
       const now = ctx.clock.now();
