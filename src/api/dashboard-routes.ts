@@ -173,14 +173,12 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: HttpContext):
 
   // ---- page views ----------------------------------------------------------------------------
   const probes = new Map<string, { atMs: number; result: Promise<{ state?: string; reason?: string } | undefined> }>();
-  const probe = (name: string, address: string, port: number, auth: string | undefined): Promise<{ state?: string; reason?: string } | undefined> => {
+  const probe = (name: string, address: string, port: number): Promise<{ state?: string; reason?: string } | undefined> => {
     const cached = probes.get(name);
     if (cached && Date.now() - cached.atMs < PROBE_CACHE_MS) return cached.result;
     const host = address.includes(':') ? `[${address}]` : address;
-    const result = fetch(`http://${host}:${port}/api/v1/status`, {
-      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      ...(auth ? { headers: { authorization: auth } } : {}),
-    })
+    // /livez is open and on the plain port even when the API is HTTPS-only (http.tls).
+    const result = fetch(`http://${host}:${port}/livez`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) })
       .then(async (r) => (r.ok ? ((await r.json()) as { state?: string; reason?: string }) : { state: 'unknown' }))
       .catch(() => undefined);
     probes.set(name, { atMs: Date.now(), result });
@@ -193,7 +191,6 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: HttpContext):
     const placement: PlacementStatus | undefined = ctx.placement?.();
     const overrides = hub.overrides();
     const health = ctx.health?.() ?? { state: 'ok' as const, leader: false };
-    const auth = authorizationOf(req);
     const up = new Map((status?.nodes ?? []).map((n) => [n.name, n]));
     const known = hub.members();
     const names = [...new Set([...up.keys(), ...known.keys()])].sort();
@@ -203,7 +200,7 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: HttpContext):
         const live = up.get(name);
         const record = live ?? known.get(name)?.record;
         const self = name === ctx.nodeName;
-        const answer = self ? undefined : record && record.addresses[0] ? await probe(name, record.addresses[0], record.httpPort, auth) : undefined;
+        const answer = self ? undefined : record && record.addresses[0] ? await probe(name, record.addresses[0], record.httpPort) : undefined;
         let state: DashboardNode['state'];
         if (self) state = health.state === 'degraded' ? 'degraded' : 'up';
         else if (answer?.state === 'degraded') state = 'degraded';
@@ -388,10 +385,5 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: HttpContext):
       return ctx.inventory.putMachine(req.body.profile === null ? rest : { ...rest, profile: req.body.profile });
     },
   );
-}
-
-function authorizationOf(req: FastifyRequest): string | undefined {
-  const h = req.headers.authorization;
-  return typeof h === 'string' && h.length > 0 ? h : undefined;
 }
 

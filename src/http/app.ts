@@ -109,7 +109,12 @@ export async function buildHttpApp(ctx: HttpContext, options: HttpAppOptions = {
   });
 
   // Alive: the process answers. The CLI uses it to find a running node, ready or not.
-  app.get('/livez', { schema: { hide: true } }, async () => ({ status: 'alive', node: ctx.nodeName }));
+  // Open on every listener (no token, plain HTTP even with http.tls): peers' dashboards read a
+  // node's own view of its health here. Nothing in it is secret.
+  app.get('/livez', { schema: { hide: true } }, async () => {
+    const health = ctx.health?.();
+    return { status: 'alive', node: ctx.nodeName, state: health?.state ?? 'ok', ...(health?.reason !== undefined ? { reason: health.reason } : {}) };
+  });
 
   // Ready only when the store answers and every artifact this node advertises is here.
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {

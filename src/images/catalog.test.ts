@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PxehaError } from '../errors.js';
+import { openStore } from '../store/open.js';
+import type { Store, TxnRequest, TxnResult } from '../store/store.js';
+import {
+  Catalog,
+  channelKey,
+  channelsUsing,
+  parseImageKey,
+  planRollback,
+  planSwitch,
+  versionKey,
+  type ChannelRecord,
+} from './catalog.js';
+import { manifestId, type Manifest } from './manifest.js';
+
+const isCode = (code: string) => (e: unknown) => e instanceof PxehaError && e.code === code;
+
+/** A one-file manifest whose content is told apart by `n`. */
+function manifest(n: number): Manifest {
+  const hash = n.toString(16).padStart(64, '0');
+  return { format: 1, files: [{ path: 'vmlinuz', size: 10 + n, chunks: [{ hash, size: 10 + n, offset: 0 }] }] };
+}
+
+const A = 'a'.repeat(64);
+const B = 'b'.repeat(64);
+const C = 'c'.repeat(64);
+
+describe('channel decisions (pure)', () => {
+  it('switching pushes the old version on the history, bounded, never the current one', () => {
+    const r1 = planSwitch(undefined, A, 1, 2)!;
+    assert.deepEqual(r1, { version: A, history: [], changedAtMs: 1, change: 'set' });
+    const r2 = planSwitch(r1, B, 2, 2)!;
+    assert.deepEqual(r2.history, [A]);
+    const r3 = planSwitch(r2, C, 3, 2)!;
+    assert.deepEqual(r3.history, [B, A]);
+    const back = planSwitch(r3, A, 4, 2)!;
+    assert.deepEqual([back.version, back.history], [A, [C, B]]);
+    assert.equal(planSwitch(r3, C, 5, 2), undefined, 'already there: no change');
+  });
+
+  it('rollback walks back through the history and stops at its end', () => {
+    const r: ChannelRecord = { version: C, history: [B, A], changedAtMs: 1, change: 'set' };
+    const b1 = planRollback(r, 2)!;
+    assert.deepEqual(b1, { version: B, history: [A], changedAtMs: 2, change: 'rollback' });
+    const b2 = planRollback(b1, 3)!;
+    assert.deepEqual([b2.version, b2.history], [A, []]);
+    assert.equal(planRollback(b2, 4), undefined);
+  });
+
+  it('a version is in use by channels that serve it or can roll back to it', () => {
+    const channels = new Map<string, ChannelRecord>([
+      ['stable', { version: A, history: [B], changedAtMs: 1, change: 'set' }],
+      ['beta', { version: B, history: [], changedAtMs: 1, change: 'set' }],
+    ]);
+    assert.deepEqual(channelsUsing(channels, A), ['stable']);
+    assert.deepEqual(channelsUsing(channels, B), ['beta', 'stable']);
+    assert.deepEqual(channelsUsing(channels, C), []);
+  });
+
+  it('parses the keys it writes and nothing else', () => {
+    assert.deepEqual(parseImageKey(versionKey('ubuntu-24.04', A)), { kind: 'version', name: 'ubuntu-24.04', id: A });
+    assert.deepEqual(parseImageKey(channelKey('ubuntu-24.04', 'stable')), { kind: 'channel', name: 'ubuntu-24.04', channel: 'stable' });
+    assert.deepEqual(parseImageKey('/pxeha/images/x/fence'), { kind: 'fence', name: 'x' });
+    for (const k of ['/pxeha/images/x/versions/abc', '/pxeha/images/X/fence', '/pxeha/images/x/channels/a/b', '/pxeha/leases/x']) {
+      assert.equal(parseImageKey(k), undefined, k);
+    }
+  });
+});
+
+describe('Catalog on the embedded store', () => {
+  let dir: string;
+  let inner: Store;
+  /** Runs before a matching txn reaches the store, once (to interleave a concurrent change). */
+  let beforeTxn: { when: (r: TxnRequest) => boolean; run: () => Promise<unknown> } | undefined;
+  /** Holds channel reads until this many have been made (to make two callers read the same state). */
+  let readBarrier: { count: number; waiting: Array<() => void> } | undefined;
+  let store: Store;
+  let catalog: Catalog;
+  let now = 1_000;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pxeha-catalog-'));
+    inner = await openStore({ kind: 'embedded', path: join(dir, 'store.db') });
+    store = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'txn') {
+          return async (r: TxnRequest): Promise<TxnResult> => {
+            const hook = beforeTxn;
+            if (hook?.when(r)) {
+              beforeTxn = undefined;
+              await hook.run();
+            }
+            return target.txn(r);
+          };
+        }
+        if (prop === 'get') {
+          return async (key: string) => {
+            const kv = await target.get(key);
+            const barrier = readBarrier;
+            if (barrier && key.includes('/channels/')) {
+              await new Promise<void>((resolve) => {
+                barrier.waiting.push(resolve);
+                if (barrier.waiting.length >= barrier.count) for (const w of barrier.waiting) w();
+              });
+            }
+            return kv;
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    catalog = new Catalog(store, { nowMs: () => now, historyLimit: 2 });
+  });
+  after(async () => {
+    await inner.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('records a version create-only, keyed by its manifest id, and reads it back checked', async () => {
+    const first = await catalog.recordVersion('debian', manifest(1), { note: 'first' });
+    assert.equal(first.id, manifestId(manifest(1)));
+    assert.equal(first.created, true);
+    const again = await catalog.recordVersion('debian', manifest(1));
+    assert.equal(again.created, false);
+    assert.equal(again.revision, first.revision, 'nothing written');
+    const got = await catalog.getVersion('debian', first.id);
+    assert.deepEqual(got?.record, { manifest: manifest(1), publishedAtMs: 1_000, note: 'first' });
+    assert.equal(await catalog.getVersion('debian', manifestId(manifest(99))), undefined);
+    await catalog.recordVersion('debian', manifest(2));
+    assert.deepEqual((await catalog.listVersions('debian')).map((v) => v.id), [manifestId(manifest(1)), manifestId(manifest(2))]);
+    assert.deepEqual(await catalog.listImages(), ['debian']);
+  });
+
+  it('refuses a record whose manifest is not the one its key names', async () => {
+    const id = manifestId(manifest(3));
+    await inner.put(versionKey('tampered', id), JSON.stringify({ manifest: manifest(4), publishedAtMs: 1 }));
+    await assert.rejects(catalog.getVersion('tampered', id), (e: unknown) => isCode('PXE_ERR_INTERNAL')(e) && /holds the manifest of version/.test(String(e)));
+    await inner.delete(versionKey('tampered', id));
+  });
+
+  it('refuses bad names and ids', async () => {
+    await assert.rejects(catalog.recordVersion('../etc', manifest(1)), isCode('PXE_ERR_BAD_REQUEST'));
+    await assert.rejects(catalog.setChannel('debian', 'Stable/x', A), isCode('PXE_ERR_BAD_REQUEST'));
+    await assert.rejects(catalog.getVersion('debian', 'abc'), isCode('PXE_ERR_BAD_REQUEST'));
+  });
+
+  it('publishes to a channel and rolls back through a short history', async () => {
+    const ids = [];
+    for (const n of [10, 11, 12]) ids.push((await catalog.recordVersion('alma', manifest(n))).id);
+    const [v1, v2, v3] = ids as [string, string, string];
+    now = 2_000;
+    const s1 = await catalog.setChannel('alma', 'stable', v1, { baseRevision: 0 });
+    assert.deepEqual(s1.record, { version: v1, history: [], changedAtMs: 2_000, change: 'set' });
+    assert.equal((await catalog.getChannel('alma', 'stable'))?.modRevision, s1.modRevision);
+    await catalog.setChannel('alma', 'stable', v2);
+    const s3 = await catalog.setChannel('alma', 'stable', v3);
+    assert.deepEqual(s3.record.history, [v2, v1]);
+    assert.equal((await catalog.setChannel('alma', 'stable', v3)).modRevision, s3.modRevision, 'same version: no write');
+
+    const r1 = await catalog.rollbackChannel('alma', 'stable', { baseRevision: s3.modRevision });
+    assert.deepEqual([r1.record.version, r1.record.history, r1.record.change], [v2, [v1], 'rollback']);
+    const r2 = await catalog.rollbackChannel('alma', 'stable');
+    assert.deepEqual([r2.record.version, r2.record.history], [v1, []]);
+    await assert.rejects(catalog.rollbackChannel('alma', 'stable'), isCode('PXE_ERR_NOT_FOUND'));
+    await assert.rejects(catalog.rollbackChannel('alma', 'nope'), isCode('PXE_ERR_NOT_FOUND'));
+  });
+
+  it('refuses to point a channel at a version that is not recorded, writing nothing', async () => {
+    const before = await store.revision();
+    await assert.rejects(catalog.setChannel('alma', 'edge', manifestId(manifest(404))), isCode('PXE_ERR_NOT_FOUND'));
+    assert.equal(await catalog.getChannel('alma', 'edge'), undefined);
+    assert.equal(await store.revision(), before);
+  });
+
+  it('lets only one of two switches from the same base revision win', async () => {
+    const v4 = (await catalog.recordVersion('rocky', manifest(20))).id;
+    const v5 = (await catalog.recordVersion('rocky', manifest(21))).id;
+    const v6 = (await catalog.recordVersion('rocky', manifest(22))).id;
+    const base = await catalog.setChannel('rocky', 'stable', v4);
+
+    // Given base: both callers decided on the same state.
+    const results = await Promise.allSettled([
+      catalog.setChannel('rocky', 'stable', v5, { baseRevision: base.modRevision }),
+      catalog.setChannel('rocky', 'stable', v6, { baseRevision: base.modRevision }),
+    ]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.equal(won.length, 1);
+    assert.equal(lost.length, 1);
+    assert.ok(isCode('PXE_ERR_CONFLICT')(lost[0]!.reason), String(lost[0]!.reason));
+    const winner = (won[0] as PromiseFulfilledResult<{ record: ChannelRecord }>).value.record;
+    const now1 = (await catalog.getChannel('rocky', 'stable'))!.record;
+    assert.deepEqual(now1, winner);
+    assert.deepEqual(now1.history, [v4], 'the loser left no trace');
+
+    // No base, both read the same state before either writes: the txn compare decides.
+    const state = await catalog.getChannel('rocky', 'stable');
+    readBarrier = { count: 2, waiting: [] };
+    const other = now1.version === v5 ? v6 : v5;
+    const raced = await Promise.allSettled([catalog.setChannel('rocky', 'stable', v4), catalog.setChannel('rocky', 'stable', other)]);
+    readBarrier = undefined;
+    assert.deepEqual(raced.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const reason = (raced.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as PxehaError;
+    assert.equal(reason.code, 'PXE_ERR_CONFLICT');
+    assert.match(reason.message, new RegExp(`expected it at revision ${state!.modRevision}, now at revision \\d+`));
+    const final = (await catalog.getChannel('rocky', 'stable'))!.record;
+    assert.equal(final.version, raced[0]!.status === 'fulfilled' ? v4 : other);
+    assert.equal(final.history[0], now1.version, 'switched from the state both read');
+  });
+
+  it('will not remove a version a channel serves or can roll back to', async () => {
+    const v1 = (await catalog.recordVersion('fedora', manifest(30))).id;
+    const v2 = (await catalog.recordVersion('fedora', manifest(31))).id;
+    const v3 = (await catalog.recordVersion('fedora', manifest(32))).id;
+    const v4 = (await catalog.recordVersion('fedora', manifest(33))).id;
+    await catalog.setChannel('fedora', 'stable', v1);
+    await assert.rejects(catalog.removeVersion('fedora', v1), (e: unknown) => isCode('PXE_ERR_CONFLICT')(e) && /in use by channel\(s\) stable/.test(String(e)));
+    await catalog.setChannel('fedora', 'stable', v2);
+    await assert.rejects(catalog.removeVersion('fedora', v1), isCode('PXE_ERR_CONFLICT'), 'still in the rollback history');
+    await catalog.setChannel('fedora', 'stable', v3);
+    await catalog.setChannel('fedora', 'stable', v4); // history [v3, v2]: v1 has fallen off (limit 2)
+    await catalog.removeVersion('fedora', v1);
+    assert.equal(await catalog.getVersion('fedora', v1), undefined);
+    await assert.rejects(catalog.removeVersion('fedora', v1), isCode('PXE_ERR_NOT_FOUND'));
+    await catalog.removeChannel('fedora', 'stable');
+    await catalog.removeVersion('fedora', v2);
+  });
+
+  it('removal and a concurrent channel switch to the same version cannot both win', async () => {
+    const v = (await catalog.recordVersion('arch', manifest(40))).id;
+    // A channel created between the removal's check and its delete: the fence fails the delete.
+    beforeTxn = {
+      when: (r) => r.success?.some((op) => op.type === 'delete' && op.key === versionKey('arch', v)) ?? false,
+      run: () => catalog.setChannel('arch', 'beta', v),
+    };
+    await assert.rejects(catalog.removeVersion('arch', v), isCode('PXE_ERR_CONFLICT'));
+    assert.ok(await catalog.getVersion('arch', v), 'version kept');
+    assert.equal((await catalog.getChannel('arch', 'beta'))?.record.version, v);
+
+    // The other order: removed between the switch's read and its write: the switch fails.
+    await catalog.removeChannel('arch', 'beta');
+    beforeTxn = {
+      when: (r) => r.success?.some((op) => op.type === 'put' && op.key === channelKey('arch', 'gamma')) ?? false,
+      run: () => catalog.removeVersion('arch', v),
+    };
+    await assert.rejects(catalog.setChannel('arch', 'gamma', v), isCode('PXE_ERR_NOT_FOUND'));
+    assert.equal(await catalog.getChannel('arch', 'gamma'), undefined);
+    assert.equal(await catalog.getVersion('arch', v), undefined);
+  });
+
+  it('lists every chunk any recorded version references (what gc must keep)', async () => {
+    const referenced = await catalog.referencedChunks();
+    for (const n of [1, 2, 10, 11, 12, 20, 21, 22, 32, 33]) assert.ok(referenced.has(manifest(n).files[0]!.chunks[0]!.hash), `manifest ${n}`);
+    for (const n of [30, 31, 40]) assert.ok(!referenced.has(manifest(n).files[0]!.chunks[0]!.hash), `removed version ${n}`);
+  });
+});

@@ -1,0 +1,407 @@
+/**
+ * The images catalog in the store: which versions exist and which version each channel serves.
+ *
+ *   /pxeha/images/<name>/versions/<id>       version record: manifest + when; create-only, never changed
+ *   /pxeha/images/<name>/channels/<channel>  channel record: version id + short history
+ *   /pxeha/images/<name>/fence               bumped by every channel write (see removeVersion)
+ *
+ * A version's key names its manifest's SHA-256, so recording it is idempotent and a record read
+ * back is checked against its key. A channel switches with one compare-and-set on its key's
+ * modRevision: of two switches made from the same state only one commits, the other gets
+ * PXE_ERR_CONFLICT and nothing changes. Every node sees the switch at one store revision, which
+ * is what makes publish and rollback atomic across the cluster.
+ *
+ * The decisions (next channel record, rollback target, who uses a version) are pure functions
+ * below the class; the class only reads, plans and commits.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { validate } from '../config/load.js';
+import { PxehaError } from '../errors.js';
+import type { KeyValue, Store, TxnOpResult } from '../store/store.js';
+import { ManifestSchema, checkManifestSemantics, manifestChunks, manifestId, type Manifest } from './manifest.js';
+
+export const IMAGES_PREFIX = '/pxeha/images/';
+/** Previous versions a channel remembers for rollback. */
+export const DEFAULT_CHANNEL_HISTORY = 5;
+/**
+ * Largest version record we write: etcd refuses requests over 1.5 MiB by default. At 1 MiB
+ * chunks this is an image of ~10 GiB; bigger images need the chunk list moved out of the store
+ * (into chunks of its own), a later step.
+ */
+export const MAX_VERSION_RECORD_BYTES = 1024 * 1024;
+
+/** Image and channel names: DNS-label-like, so they are safe in keys, paths and URLs. */
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const ID_RE = /^[0-9a-f]{64}$/;
+
+export const VersionRecordSchema = Type.Object(
+  {
+    manifest: ManifestSchema,
+    publishedAtMs: Type.Integer({ minimum: 0 }),
+    note: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+export type VersionRecord = Static<typeof VersionRecordSchema>;
+
+export const ChannelRecordSchema = Type.Object(
+  {
+    version: Type.String({ pattern: ID_RE.source }),
+    /** Versions served before, newest first; rollback goes to the first. */
+    history: Type.Array(Type.String({ pattern: ID_RE.source })),
+    changedAtMs: Type.Integer({ minimum: 0 }),
+    /** What the last change was. */
+    change: Type.Union([Type.Literal('set'), Type.Literal('rollback')]),
+  },
+  { additionalProperties: false },
+);
+export type ChannelRecord = Static<typeof ChannelRecordSchema>;
+
+export interface ChannelState {
+  name: string;
+  channel: string;
+  record: ChannelRecord;
+  /** Pass as `baseRevision` to change the channel only if nobody else has meanwhile. */
+  modRevision: number;
+}
+
+export interface VersionState {
+  name: string;
+  id: string;
+  record: VersionRecord;
+  createRevision: number;
+}
+
+export type ImageKey =
+  | { kind: 'version'; name: string; id: string }
+  | { kind: 'channel'; name: string; channel: string }
+  | { kind: 'fence'; name: string };
+
+export function versionKey(name: string, id: string): string {
+  return `${IMAGES_PREFIX}${name}/versions/${id}`;
+}
+export function channelKey(name: string, channel: string): string {
+  return `${IMAGES_PREFIX}${name}/channels/${channel}`;
+}
+export function fenceKey(name: string): string {
+  return `${IMAGES_PREFIX}${name}/fence`;
+}
+
+/** What a key under IMAGES_PREFIX is (for watchers, e.g. replication), or undefined. */
+export function parseImageKey(key: string): ImageKey | undefined {
+  if (!key.startsWith(IMAGES_PREFIX)) return undefined;
+  const parts = key.slice(IMAGES_PREFIX.length).split('/');
+  const [name, kind, leaf] = parts;
+  if (!name || !NAME_RE.test(name)) return undefined;
+  if (parts.length === 2 && kind === 'fence') return { kind: 'fence', name };
+  if (parts.length !== 3 || !leaf) return undefined;
+  if (kind === 'versions' && ID_RE.test(leaf)) return { kind: 'version', name, id: leaf };
+  if (kind === 'channels' && NAME_RE.test(leaf)) return { kind: 'channel', name, channel: leaf };
+  return undefined;
+}
+
+export function checkName(what: 'image' | 'channel', name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new PxehaError('PXE_ERR_BAD_REQUEST', `${what} name ${JSON.stringify(name)} must match ${NAME_RE.source}`);
+  }
+}
+
+export function checkVersionId(id: string): void {
+  if (!ID_RE.test(id)) throw new PxehaError('PXE_ERR_BAD_REQUEST', `version id ${JSON.stringify(id)} is not 64 hex digits`);
+}
+
+// ---- pure decisions ----------------------------------------------------------------------
+
+/**
+ * The channel record after pointing it at `version`, or undefined when it already does (a
+ * no-op, so publishing twice does not push the same version into the history). The version it
+ * leaves goes first in the history; the target is taken out of it, so history never names the
+ * current version.
+ */
+export function planSwitch(prev: ChannelRecord | undefined, version: string, nowMs: number, historyLimit: number): ChannelRecord | undefined {
+  if (prev?.version === version) return undefined;
+  const history = prev ? [prev.version, ...prev.history].filter((v) => v !== version).slice(0, historyLimit) : [];
+  return { version, history, changedAtMs: nowMs, change: 'set' };
+}
+
+/**
+ * The channel record after a rollback: the previous version, whose own predecessors remain, so
+ * repeated rollbacks walk back through the history. The version rolled back from is dropped:
+ * it is the one found wanting, and keeping it would make a second rollback return to it.
+ */
+export function planRollback(prev: ChannelRecord, nowMs: number): ChannelRecord | undefined {
+  const [previous, ...older] = prev.history;
+  if (!previous) return undefined;
+  return { version: previous, history: older, changedAtMs: nowMs, change: 'rollback' };
+}
+
+/** Channels that serve `id` or can roll back to it: a version they name cannot be removed. */
+export function channelsUsing(channels: ReadonlyMap<string, ChannelRecord>, id: string): string[] {
+  return [...channels].filter(([, r]) => r.version === id || r.history.includes(id)).map(([c]) => c).sort();
+}
+
+// ---- the catalog -------------------------------------------------------------------------
+
+export interface CatalogOptions {
+  nowMs?: () => number;
+  historyLimit?: number;
+}
+
+export class Catalog {
+  readonly #store: Store;
+  readonly #nowMs: () => number;
+  readonly #historyLimit: number;
+
+  constructor(store: Store, options: CatalogOptions = {}) {
+    this.#store = store;
+    this.#nowMs = options.nowMs ?? Date.now;
+    this.#historyLimit = options.historyLimit ?? DEFAULT_CHANNEL_HISTORY;
+  }
+
+  /**
+   * Records a version (create-only). `created` is false when it was already recorded: same key,
+   * same manifest by construction, so publishing the same tree twice is harmless.
+   */
+  async recordVersion(name: string, manifest: Manifest, options: { note?: string } = {}): Promise<{ id: string; created: boolean; revision: number }> {
+    checkName('image', name);
+    const semantic = checkManifestSemantics(manifest);
+    if (semantic.length > 0) throw new PxehaError('PXE_ERR_BAD_REQUEST', `manifest is invalid: ${semantic.map((i) => `${i.path} ${i.message}`).join('; ')}`);
+    const id = manifestId(manifest);
+    const record: VersionRecord = { manifest, publishedAtMs: this.#nowMs(), ...(options.note !== undefined ? { note: options.note } : {}) };
+    const value = JSON.stringify(record);
+    const bytes = Buffer.byteLength(value);
+    if (bytes > MAX_VERSION_RECORD_BYTES) {
+      throw new PxehaError('PXE_ERR_BAD_REQUEST', `version record of ${bytes} bytes exceeds the store limit of ${MAX_VERSION_RECORD_BYTES} (too many chunks for one record)`);
+    }
+    const key = versionKey(name, id);
+    const result = await this.#store.txn({
+      compare: [{ key, target: 'version', op: '==', value: 0 }],
+      success: [{ type: 'put', key, value }],
+    });
+    return { id, created: result.succeeded, revision: result.revision };
+  }
+
+  async getVersion(name: string, id: string): Promise<VersionState | undefined> {
+    checkName('image', name);
+    checkVersionId(id);
+    const kv = await this.#store.get(versionKey(name, id));
+    return kv ? parseVersionKv(name, id, kv) : undefined;
+  }
+
+  /** Versions of an image, oldest first (by the revision that recorded them). */
+  async listVersions(name: string): Promise<VersionState[]> {
+    checkName('image', name);
+    const { kvs } = await this.#store.range(`${IMAGES_PREFIX}${name}/versions/`, { prefix: true });
+    const versions: VersionState[] = [];
+    for (const kv of kvs) {
+      const parsed = parseImageKey(kv.key);
+      if (parsed?.kind === 'version') versions.push(parseVersionKv(name, parsed.id, kv));
+    }
+    return versions.sort((a, b) => a.createRevision - b.createRevision);
+  }
+
+  /** Names of the images that have any key (a version or a channel). */
+  async listImages(): Promise<string[]> {
+    // Channel and fence keys are few; versions are read key by key only where needed.
+    const { kvs } = await this.#store.range(IMAGES_PREFIX, { prefix: true });
+    return [...new Set(kvs.map((kv) => parseImageKey(kv.key)?.name).filter((n): n is string => n !== undefined))].sort();
+  }
+
+  async getChannel(name: string, channel: string): Promise<ChannelState | undefined> {
+    checkName('image', name);
+    checkName('channel', channel);
+    const kv = await this.#store.get(channelKey(name, channel));
+    return kv ? parseChannelKv(name, channel, kv) : undefined;
+  }
+
+  async listChannels(name: string): Promise<ChannelState[]> {
+    checkName('image', name);
+    const { kvs } = await this.#store.range(`${IMAGES_PREFIX}${name}/channels/`, { prefix: true });
+    return channelStates(name, kvs);
+  }
+
+  /**
+   * Points a channel at a recorded version, in one compare-and-set. With `baseRevision` (the
+   * `modRevision` of the channel state the caller decided on, 0 for "the channel must not
+   * exist yet") the switch happens only if the channel is still in that state; without it,
+   * only if nobody changes it between this call's read and its write. Either way a concurrent
+   * change fails this one with PXE_ERR_CONFLICT; it never overwrites it.
+   */
+  async setChannel(name: string, channel: string, id: string, options: { baseRevision?: number } = {}): Promise<ChannelState> {
+    checkName('image', name);
+    checkName('channel', channel);
+    checkVersionId(id);
+    const current = await this.#readChannelAt(name, channel, options.baseRevision);
+    const next = planSwitch(current?.record, id, this.#nowMs(), this.#historyLimit);
+    if (!next) {
+      // Already there; still insist that the version exists (a channel record could predate a
+      // manual deletion in the store).
+      if (!(await this.#store.get(versionKey(name, id)))) throw versionMissing(name, id);
+      return current!;
+    }
+    return this.#commitChannel(name, channel, current?.modRevision ?? 0, next);
+  }
+
+  /** Points a channel back at its previous version (compare-and-set, as setChannel). */
+  async rollbackChannel(name: string, channel: string, options: { baseRevision?: number } = {}): Promise<ChannelState> {
+    checkName('image', name);
+    checkName('channel', channel);
+    const current = await this.#readChannelAt(name, channel, options.baseRevision);
+    if (!current) throw new PxehaError('PXE_ERR_NOT_FOUND', `channel ${channel} of image ${name} does not exist`);
+    const next = planRollback(current.record, this.#nowMs());
+    if (!next) throw new PxehaError('PXE_ERR_NOT_FOUND', `channel ${channel} of image ${name} has no previous version to roll back to`);
+    return this.#commitChannel(name, channel, current.modRevision, next);
+  }
+
+  /** Deletes a channel (compare-and-set on its state). */
+  async removeChannel(name: string, channel: string, options: { baseRevision?: number } = {}): Promise<void> {
+    checkName('image', name);
+    checkName('channel', channel);
+    const current = await this.#readChannelAt(name, channel, options.baseRevision);
+    if (!current) throw new PxehaError('PXE_ERR_NOT_FOUND', `channel ${channel} of image ${name} does not exist`);
+    const key = channelKey(name, channel);
+    const result = await this.#store.txn({
+      compare: [{ key, target: 'modRevision', op: '==', value: current.modRevision }],
+      success: [{ type: 'delete', key }],
+    });
+    if (!result.succeeded) throw channelChanged(name, channel, current.modRevision);
+  }
+
+  /**
+   * Removes a version no channel uses (current or in its rollback history). The check and the
+   * delete are made safe against a concurrent channel switch by the fence key: every channel
+   * write bumps it, and the delete commits only if it has not moved since the channels were
+   * read. (A per-channel compare would miss a channel created meanwhile; the Store has no
+   * compare over a key range.) The other order is covered by setChannel, which commits only
+   * while the version's key exists.
+   */
+  async removeVersion(name: string, id: string): Promise<void> {
+    checkName('image', name);
+    checkVersionId(id);
+    const vKey = versionKey(name, id);
+    const fKey = fenceKey(name);
+    // One read-only transaction: fence, channels and version seen at one revision.
+    const snapshot = await this.#store.txn({
+      success: [
+        { type: 'range', key: fKey },
+        { type: 'range', key: `${IMAGES_PREFIX}${name}/channels/`, prefix: true },
+        { type: 'range', key: vKey },
+      ],
+    });
+    const [fence, channels, version] = snapshot.responses.map(rangeKvs);
+    const versionKv = version![0];
+    if (!versionKv) throw versionMissing(name, id);
+    const records = new Map(channelStates(name, channels!).map((s) => [s.channel, s.record]));
+    const users = channelsUsing(records, id);
+    if (users.length > 0) {
+      throw new PxehaError('PXE_ERR_CONFLICT', `version ${id} of image ${name} is in use by channel(s) ${users.join(', ')} (current or rollback history)`);
+    }
+    const result = await this.#store.txn({
+      compare: [
+        { key: fKey, target: 'modRevision', op: '==', value: fence![0]?.modRevision ?? 0 },
+        { key: vKey, target: 'modRevision', op: '==', value: versionKv.modRevision },
+      ],
+      success: [{ type: 'delete', key: vKey }],
+    });
+    if (!result.succeeded) {
+      throw new PxehaError('PXE_ERR_CONFLICT', `channels of image ${name} changed while removing version ${id}; check again`);
+    }
+  }
+
+  /**
+   * Every chunk any recorded version references, across all images: what a node's chunk store
+   * must keep (ChunkStore.gc). Versions, not channels, because any recorded version can be
+   * pointed at by a channel at any moment.
+   */
+  async referencedChunks(): Promise<Set<string>> {
+    const { kvs } = await this.#store.range(IMAGES_PREFIX, { prefix: true });
+    const hashes = new Set<string>();
+    for (const kv of kvs) {
+      const parsed = parseImageKey(kv.key);
+      if (parsed?.kind !== 'version') continue;
+      for (const h of manifestChunks(parseVersionKv(parsed.name, parsed.id, kv).record.manifest)) hashes.add(h);
+    }
+    return hashes;
+  }
+
+  /** Reads a channel, insisting on `baseRevision` when given. */
+  async #readChannelAt(name: string, channel: string, baseRevision: number | undefined): Promise<ChannelState | undefined> {
+    const current = await this.getChannel(name, channel);
+    const seen = current?.modRevision ?? 0;
+    if (baseRevision !== undefined && seen !== baseRevision) throw channelChanged(name, channel, baseRevision);
+    return current;
+  }
+
+  async #commitChannel(name: string, channel: string, baseRevision: number, next: ChannelRecord): Promise<ChannelState> {
+    const key = channelKey(name, channel);
+    const vKey = versionKey(name, next.version);
+    const value = JSON.stringify(next);
+    const result = await this.#store.txn({
+      compare: [
+        { key, target: 'modRevision', op: '==', value: baseRevision },
+        { key: vKey, target: 'version', op: '>', value: 0 },
+      ],
+      success: [
+        { type: 'put', key, value },
+        { type: 'put', key: fenceKey(name), value: JSON.stringify({ channel, changedAtMs: next.changedAtMs }) },
+      ],
+      // Read both at the same revision, to say which compare failed.
+      failure: [
+        { type: 'range', key, countOnly: false },
+        { type: 'range', key: vKey, countOnly: true },
+      ],
+    });
+    if (!result.succeeded) {
+      const [chan, ver] = result.responses;
+      const versionExists = ver?.type === 'range' && ver.result.count > 0;
+      if (!versionExists) throw versionMissing(name, next.version);
+      throw channelChanged(name, channel, baseRevision, chan ? rangeKvs(chan)[0]?.modRevision : undefined);
+    }
+    return { name, channel, record: next, modRevision: result.revision };
+  }
+}
+
+function rangeKvs(r: TxnOpResult): KeyValue[] {
+  return r.type === 'range' ? r.result.kvs : [];
+}
+
+function versionMissing(name: string, id: string): PxehaError {
+  return new PxehaError('PXE_ERR_NOT_FOUND', `version ${id} of image ${name} is not recorded`);
+}
+
+function channelChanged(name: string, channel: string, base: number, now?: number): PxehaError {
+  const was = base === 0 ? 'absent' : `at revision ${base}`;
+  const is = now === undefined ? '' : now === 0 ? ', now absent' : `, now at revision ${now}`;
+  return new PxehaError('PXE_ERR_CONFLICT', `channel ${channel} of image ${name} changed (expected it ${was}${is}); read it again and retry`);
+}
+
+function parseJson(kv: KeyValue): unknown {
+  try {
+    return JSON.parse(kv.value);
+  } catch {
+    throw new PxehaError('PXE_ERR_INTERNAL', `store key ${kv.key} does not hold JSON`);
+  }
+}
+
+/** Parses a version record and checks it is the manifest its key names. */
+function parseVersionKv(name: string, id: string, kv: KeyValue): VersionState {
+  const record = validate<VersionRecord>(VersionRecordSchema, parseJson(kv), kv.key);
+  const issues = checkManifestSemantics(record.manifest);
+  if (issues.length > 0) throw new PxehaError('PXE_ERR_INTERNAL', `${kv.key}: manifest is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`);
+  const actual = manifestId(record.manifest);
+  if (actual !== id) throw new PxehaError('PXE_ERR_INTERNAL', `${kv.key} holds the manifest of version ${actual}`);
+  return { name, id, record, createRevision: kv.createRevision };
+}
+
+function channelStates(name: string, kvs: readonly KeyValue[]): ChannelState[] {
+  const states: ChannelState[] = [];
+  for (const kv of kvs) {
+    const parsed = parseImageKey(kv.key);
+    if (parsed?.kind === 'channel') states.push(parseChannelKv(name, parsed.channel, kv));
+  }
+  return states;
+}
+
+function parseChannelKv(name: string, channel: string, kv: KeyValue): ChannelState {
+  return { name, channel, record: validate<ChannelRecord>(ChannelRecordSchema, parseJson(kv), kv.key), modRevision: kv.modRevision };
+}
