@@ -340,7 +340,9 @@ describe('HA DHCP: three nodes, one pool, one segment', { skip }, () => {
 const NODES_5 = 5;
 // 70/s: each message reaches all five nodes and three etcd members share the same two cores
 // (at 120/s here every node fell behind: 264 ms average delay, 16 % of DISCOVERs dropped).
-const LOAD_5: PerfdhcpLoad = { ...LOAD, rate: 70, exchanges: 840, periodSeconds: 12, seed: 7, baseMac: '02:21:00:00:00:00' };
+// Five nodes and three etcd members share two cores: a reply may take over perfdhcp's default 1 s
+// drop time without anything being wrong, so late replies still count (the invariants do not change).
+const LOAD_5: PerfdhcpLoad = { ...LOAD, rate: 70, exchanges: 840, periodSeconds: 12, seed: 7, baseMac: '02:21:00:00:00:00', dropTimeSeconds: 3 };
 
 describe('HA DHCP: five nodes, one pool, one segment', { skip }, () => {
   const sandbox = createSandbox({ after });
