@@ -4,6 +4,7 @@
  */
 import type { Store } from '../store/store.js';
 import { machineToken, machineTokenMatches } from './machine-token.js';
+import { nodeToken, nodeTokenName } from './node-token.js';
 import { SecretKey } from './secrets.js';
 import { readSession, signSession, SESSION_TTL_MS } from './session.js';
 import { TokenBook, type TokenPrincipal } from './tokens.js';
@@ -13,15 +14,17 @@ export class Auth {
     readonly tokens: TokenBook,
     private readonly callbackKey: SecretKey,
     private readonly sessionKey: SecretKey,
+    private readonly nodeKey: SecretKey,
   ) {}
 
   /** Reads (or creates) the cluster secrets and opens the token book. */
   static async open(store: Store, options: { onError: (err: Error) => void; offline?: () => boolean }): Promise<Auth> {
     const callbackKey = new SecretKey(store, 'callback');
     const sessionKey = new SecretKey(store, 'session');
-    await Promise.all([callbackKey.current(), sessionKey.current()]);
+    const nodeKey = new SecretKey(store, 'node');
+    await Promise.all([callbackKey.current(), sessionKey.current(), nodeKey.current()]);
     const tokens = await TokenBook.open(store, options);
-    return new Auth(tokens, callbackKey, sessionKey);
+    return new Auth(tokens, callbackKey, sessionKey, nodeKey);
   }
 
   /** The callback token of machine `mac` (normalised). */
@@ -33,6 +36,19 @@ export class Auth {
   async machineTokenOk(mac: string, token: string): Promise<boolean> {
     if (machineTokenMatches(await this.callbackKey.current(), mac, token)) return true;
     return machineTokenMatches(await this.callbackKey.reload().catch(() => Buffer.alloc(0)), mac, token);
+  }
+
+  /** The node-to-node bearer of node `name` (src/auth/node-token.ts). */
+  async nodeToken(name: string): Promise<string> {
+    return nodeToken(await this.nodeKey.current(), name);
+  }
+
+  /** The node a node-to-node bearer names, or undefined; a mismatch re-reads the secret once. */
+  async verifyNodeToken(token: string): Promise<string | undefined> {
+    const name = nodeTokenName(await this.nodeKey.current(), token);
+    if (name !== undefined) return name;
+    const reloaded = await this.nodeKey.reload().catch(() => undefined);
+    return reloaded ? nodeTokenName(reloaded, token) : undefined;
   }
 
   async newSession(tokenId: string, nowMs: number): Promise<{ value: string; expiresAtMs: number }> {

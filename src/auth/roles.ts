@@ -9,11 +9,12 @@
  * A route declares the role it needs in its Fastify route config (`config: { role }`); a route
  * under /api/ that declares none needs viewer for GET/HEAD and admin for anything else, so a
  * forgotten declaration fails closed. `public` is for the few routes that must answer without
- * credentials (logging in).
+ * credentials (logging in). `node` is for node-to-node routes (image chunks for replication):
+ * a node's bearer (src/auth/node-token.ts) or an admin token passes, nothing else.
  */
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
-export type RouteRole = Role | 'public';
+export type RouteRole = Role | 'public' | 'node';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -28,7 +29,9 @@ export function isRole(x: unknown): x is Role {
 
 /** Whether a caller holding `have` may use a route that needs `need`. */
 export function roleAllows(have: Role, need: RouteRole): boolean {
-  return need === 'public' || ROLES.indexOf(have) >= ROLES.indexOf(need);
+  if (need === 'public') return true;
+  if (need === 'node') return have === 'admin';
+  return ROLES.indexOf(have) >= ROLES.indexOf(need);
 }
 
 /** The role a route needs: its declaration, else viewer to read and admin to change anything. */

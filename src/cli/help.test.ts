@@ -22,7 +22,7 @@ describe('pxeha --help', () => {
 
   it('offers --output json on every command that prints a table', () => {
     const all = walk(buildProgram());
-    const tableCommands = ['leases', 'machines list', 'profiles list', 'get subnets', 'get leases', 'get machines', 'get profiles', 'cluster status', 'cluster placement', 'cluster rebalance', 'tokens ls'];
+    const tableCommands = ['leases', 'machines list', 'profiles list', 'get subnets', 'get leases', 'get machines', 'get profiles', 'cluster status', 'cluster placement', 'cluster rebalance', 'tokens ls', 'images ls', 'images status'];
     for (const name of tableCommands) {
       const found = all.find((c) => c.path.join(' ') === name);
       assert.ok(found, name);
@@ -33,6 +33,6 @@ describe('pxeha --help', () => {
     // Every file that builds a table is one of the above (a new table needs a row here).
     const dir = new URL('./', import.meta.url);
     const withTables = readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && readFileSync(new URL(f, dir), 'utf8').includes('new Table('));
-    assert.deepEqual(withTables.sort(), ['cluster.ts', 'main.ts', 'tokens.ts']);
+    assert.deepEqual(withTables.sort(), ['cluster.ts', 'images.ts', 'main.ts', 'tokens.ts']);
   });
 });

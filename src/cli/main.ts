@@ -14,6 +14,7 @@ import { ipToInt } from '../util/ipv4.js';
 import { withAccess, type AccessFlags } from './access.js';
 import { registerLabCommands } from './lab.js';
 import { registerClusterCommands } from './cluster.js';
+import { registerImageCommands } from './images.js';
 import { registerServiceCommands } from './service.js';
 import { registerTokenCommands } from './tokens.js';
 import { DEFAULT_FAILOVER, failoverWarnings } from '../cluster/failover.js';
@@ -307,6 +308,7 @@ export function buildProgram(): Command {
   });
 
   registerClusterCommands(program);
+  registerImageCommands(program);
   registerTokenCommands(program, accessOptions);
   registerServiceCommands(program);
 

@@ -39,6 +39,8 @@ export interface ClusterNodeOptions {
   leaseRecords?: () => number;
   /** Artifacts the node holds (src/artifacts/holdings.ts), published for boot-server choice. */
   artifacts?: () => string[];
+  /** Image versions the node holds whole and verified (src/images/replicator.ts), published for peers and boot-server choice. */
+  images?: () => string[];
   /** Called on every change of store connectivity and leadership (metrics). */
   onHealth?: (health: NodeHealth) => void;
 }
@@ -152,7 +154,7 @@ function describeSelf(options: ClusterNodeOptions): SelfDescription {
     version: PXEHA_VERSION,
     weight: (typeof options.weight === 'function' ? options.weight() : options.weight) ?? 100,
     ...(options.drained?.() ? { drained: true } : {}),
-    images: [],
+    images: options.images?.() ?? [],
     artifacts: options.artifacts?.() ?? [],
     load: {
       loadAvg1: Math.round(loadavg()[0]! * 100) / 100,

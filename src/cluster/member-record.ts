@@ -30,7 +30,7 @@ export interface MemberRecord {
   weight?: number;
   /** Drained by an operator (src/cluster/node-overrides.ts): takes no new clients, weight 0. */
   drained?: boolean;
-  /** Boot images the node holds locally (image replication is a later issue: empty today). */
+  /** Image versions (ids) the node holds whole, every chunk verified (src/images/replicator.ts). */
   images: string[];
   /**
    * Artifacts named by the configuration (boot files, profile kernels and initrds) that the node

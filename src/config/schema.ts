@@ -356,6 +356,16 @@ export const NodeConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** Image replication (src/images/replicator.ts): chunks pulled from peers into `<dataDir>/chunks`. */
+    images: Type.Object(
+      {
+        /** Replication bandwidth limit of this node, bytes per second (all peers together); default none. */
+        bandwidthBytesPerSecond: Type.Optional(Type.Integer({ minimum: 1024 })),
+        /** Chunks fetched at once, spread over the peers that hold them. */
+        parallelFetches: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     /** Directory boot artifacts are served from (TFTP root). */
     artifactsDir: Type.String({ minLength: 1, default: '/usr/lib/ipxe' }),
     log: Type.Object(

@@ -8,6 +8,9 @@
  *   session cookie. None: 401; not a live token: 401; a live token of too weak a role: 403.
  *   Each refusal answers with the API's error envelope and is counted in
  *   pxeha_api_denied_total{reason}.
+ * - Routes that declare `node` (image chunks for replication) take a peer's node bearer
+ *   (`pxeha-node.…`, src/auth/node-token.ts) or an admin token, and stay on the plain port with
+ *   http.tls; a node bearer opens no other route (403).
  * - Boot paths (scripts, per-machine files, the callback, artifacts) and /healthz, /livez,
  *   /metrics stay open: firmware has no credentials. When the node serves its API over HTTPS
  *   (http.tls), its plain-HTTP listener serves only those paths and refuses the rest (403,
@@ -16,6 +19,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Auth } from '../auth/auth.js';
 import { requiredRole, roleAllows, type Role } from '../auth/roles.js';
+import { isNodeToken } from '../auth/node-token.js';
 import { cookieValue, SESSION_COOKIE } from '../auth/session.js';
 import { PxehaError, type ErrorCode } from '../errors.js';
 import type { Metrics } from '../obs/metrics.js';
@@ -26,7 +30,9 @@ export type Listener = 'local' | 'tcp' | 'tls';
 
 export type Principal =
   | { kind: 'local'; role: 'admin' }
-  | { kind: 'token'; via: 'bearer' | 'session'; id: string; name: string; role: Role };
+  | { kind: 'token'; via: 'bearer' | 'session'; id: string; name: string; role: Role }
+  /** A peer node, by its node-to-node bearer (src/auth/node-token.ts); passes `node` routes only. */
+  | { kind: 'node'; name: string };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -74,10 +80,12 @@ export function registerAccessControl(app: FastifyInstance, options: AccessContr
     const route = req.routeOptions.url;
     const path = route ?? req.url.split('?')[0] ?? '/';
     if (route !== undefined && OPEN_ROUTES.has(route)) return;
-    if (listener === 'tcp' && options.httpsPort !== undefined) {
+    const declared = req.routeOptions.config?.role;
+    // Node-to-node routes stay on the plain port too: peers are published with it, and what they
+    // carry (image chunks) is served to firmware in clear anyway.
+    if (listener === 'tcp' && options.httpsPort !== undefined && declared !== 'node') {
       return deny(reply, metrics, 'plain-http', 'PXE_ERR_HTTPS_REQUIRED', `the API and dashboard are served over HTTPS on port ${options.httpsPort}; this port serves boot files only`);
     }
-    const declared = req.routeOptions.config?.role;
     if (declared === undefined && !path.startsWith('/api/')) return;
     const need = requiredRole(req.method, declared);
     if (listener === 'local') {
@@ -95,6 +103,13 @@ export function registerAccessControl(app: FastifyInstance, options: AccessContr
     }
     if (bearer === undefined && cookie === undefined) {
       return deny(reply, metrics, 'missing', 'PXE_ERR_UNAUTHORIZED', 'this API needs a token: send "Authorization: Bearer pxeha_…" (create one with `pxeha tokens create`)');
+    }
+    if (bearer !== undefined && isNodeToken(bearer)) {
+      const peer = await auth.verifyNodeToken(bearer);
+      if (peer === undefined) return deny(reply, metrics, 'invalid', 'PXE_ERR_UNAUTHORIZED', 'the node credential is not valid');
+      if (need !== 'node') return deny(reply, metrics, 'role', 'PXE_ERR_FORBIDDEN', `${req.method} ${path} needs the ${need} role; a node credential (${peer}) only reads chunks`);
+      req.principal = { kind: 'node', name: peer };
+      return;
     }
     const who = bearer !== undefined ? await auth.tokens.verify(bearer) : await auth.verifySession(cookie ?? '', options.clock.now());
     if (!who) {

@@ -21,6 +21,7 @@ import { registerAccessControl, type Listener } from './access-control.js';
 import type { HttpContext } from './context.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerBootRoutes } from './routes/boot.js';
+import { registerImageRoutes } from './routes/images.js';
 
 export function errorEnvelope(err: unknown): { statusCode: number; body: Record<string, unknown> } {
   if (err instanceof PxehaError) {
@@ -135,6 +136,7 @@ export async function buildHttpApp(ctx: HttpContext, options: HttpAppOptions = {
   registerBootRoutes(app, ctx, auth);
   registerArtifactRoutes(app, ctx);
   registerApiRoutes(app, ctx);
+  registerImageRoutes(app, ctx);
   registerAuthRoutes(app, ctx, auth, { secureCookie: listener === 'tls' });
   (await import('../api/dashboard-routes.js')).registerDashboardRoutes(app, ctx); // the web dashboard, /ui/ and its API
   return app;

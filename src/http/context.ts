@@ -10,6 +10,8 @@ import type { PlacementStatus, RebalanceResult } from '../cluster/placement.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
+import type { ChunkStore } from '../images/chunk-store.js';
+import type { ImagesStatus } from '../images/status.js';
 
 /** What the node's HTTP routes need; built once by the node. */
 export interface HttpContext {
@@ -34,6 +36,8 @@ export interface HttpContext {
    * absent on a single node, which serves everything itself.
    */
   bootServers?: (mac: string, profile: Profile | undefined, clientIp: string | undefined) => ServingNode[];
+  /** An artifact was fetched from its start by `clientIp` (boot stage `kernel` when it is one). */
+  onArtifactFetched?: (clientIp: string, relativePath: string) => void;
   /** Which node serves which machines (src/cluster/placement.ts); absent on a single node. */
   placement?: () => PlacementStatus;
   /** `pxeha cluster rebalance`: place every healthy member; returns the machines that move. */
@@ -45,4 +49,8 @@ export interface HttpContext {
    * absent in tests that build one app alone, which then opens its own.
    */
   auth?: Auth;
+  /** The node's image chunks (`<dataDir>/chunks`), served to peers for replication. */
+  chunks?: ChunkStore;
+  /** The replication matrix (src/images/status.ts). */
+  images?: () => ImagesStatus;
 }

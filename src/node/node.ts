@@ -49,6 +49,12 @@ import { bootServersFor, isLocalArtifact, profileArtifacts, referencedArtifacts,
 import type { RequestContext } from '../dhcp/chain.js';
 import type { Profile } from '../config/schema.js';
 import { ipToInt, networkContains, parseCidr, type Ipv4Network } from '../util/ipv4.js';
+import { ChunkStore } from '../images/chunk-store.js';
+import { IMAGES_PREFIX } from '../images/catalog.js';
+import { parseImageEntry, versionInfos, wantedVersions, type ImageEntry } from '../images/image-watch.js';
+import { httpChunkFetcher, Replicator } from '../images/replicator.js';
+import { imagesStatusOf } from '../images/status.js';
+import { TokenBucket } from '../images/throttle.js';
 
 /** How often a node looks again at which artifacts it holds (a stat per named file). */
 const HOLDINGS_REFRESH_MS = 2000;
@@ -100,6 +106,10 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     let currentConfig = initial.config;
     const holdings = new ArtifactHoldings(artifactsRoot, () => referencedArtifacts(inventory.listProfiles(), currentConfig.boot));
     await holdings.refresh();
+    // Image chunks (src/images/): held under the data dir, replicated from peers once the
+    // cluster and access control are up (below).
+    const chunks = await ChunkStore.open(config.dataDir, { onCorrupt: (report) => log.error(report, 'corrupt image chunk quarantined') });
+    let replicator: Replicator | undefined;
     // Operator overrides (drain, weight; src/cluster/node-overrides.ts): republished at once.
     let republish = (): void => undefined;
     const overrides = await NodeOverrideWatch.open(store, config.name, (err) => log.error({ err }, 'node override watch failed'), () => republish());
@@ -129,6 +139,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         log,
         leaseRecords: () => leases.size,
         artifacts: () => holdings.held(),
+        images: () => replicator?.held() ?? [],
         onHealth: (health) => {
           metrics.nodeDegraded.set(health.state === 'degraded' ? 1 : 0);
           metrics.clusterLeader.set(health.leader ? 1 : 0);
@@ -293,12 +304,72 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       offline: () => cluster.health().state === 'degraded',
     });
     cleanups.push(() => auth.close());
+    // TFTP transfers and kernel fetches name no machine: the bound lease of the client's address
+    // does. Recorded as boot stages (machine status, the dashboard's funnel); best effort.
+    const recordStageAt = (clientIp: string, stage: 'tftp' | 'kernel'): void => {
+      const ip = clientIp.replace(/^::ffff:/, '');
+      const mac = currentConfig.subnets.map((sub) => leases.get(sub.name, ip)?.record).find((r) => r?.state === 'bound')?.mac;
+      if (mac === undefined) return;
+      metrics.bootStages.inc({ stage });
+      void inventory.recordStage(mac, stage, config.name, clock.now()).catch((err: unknown) => log.warn({ err, mac, stage }, 'boot stage not recorded'));
+    };
+    // Replication: hold every recorded version whole, pulling chunks from peers that hold them.
+    const images = await PrefixCache.open<ImageEntry>(
+      store,
+      IMAGES_PREFIX,
+      (value, key) => {
+        try {
+          return parseImageEntry(value, key);
+        } catch (err) {
+          log.error({ key, err: (err as Error).message }, 'invalid image record in the store skipped');
+          return undefined;
+        }
+      },
+      (err) => log.error({ err }, 'image watch failed'),
+      () => replicator?.kick(),
+    );
+    cleanups.push(() => images.close());
+    const bandwidth = config.images.bandwidthBytesPerSecond;
+    replicator = new Replicator({
+      chunks,
+      wanted: () => wantedVersions(images.values()),
+      peers: () =>
+        cluster.membership
+          .members()
+          .filter((m) => m.record.name !== config.name && m.record.images.length > 0 && m.record.addresses.length > 0)
+          .map((m) => ({ name: m.record.name, baseUrl: `http://${m.record.addresses[0]}:${m.record.httpPort}`, versions: new Set(m.record.images) })),
+      fetchChunk: httpChunkFetcher(() => auth.nodeToken(config.name)),
+      parallel: config.images.parallelFetches,
+      ...(bandwidth !== undefined ? { throttle: new TokenBucket(bandwidth) } : {}),
+      onHeldChange: (held) => {
+        log.info({ images: held }, 'image versions held whole changed');
+        void cluster.membership.publish();
+      },
+      onReject: (peer, hash, err) => log.warn({ peer, hash, err: err.message }, 'image chunk fetch failed; trying another holder'),
+    });
+    const replicatorNow = replicator;
+    cluster.membership.on('change', () => replicatorNow.kick());
+    replicatorNow.start((err) => log.error({ err }, 'image replication pass failed'));
+    cleanups.push(() => replicatorNow.close());
     const httpContext: HttpContext = {
+      chunks,
+      images: () =>
+        imagesStatusOf({
+          observer: config.name,
+          versions: versionInfos(images.values()),
+          members: cluster.membership.members().map((m) => ({ name: m.record.name, images: m.record.images })),
+          progress: replicatorNow.progress(),
+        }),
       auth,
       nodeName: config.name,
       advertiseAddress: config.advertiseAddress,
       httpPort: config.http.port,
       artifactsRoot,
+      onArtifactFetched: (clientIp, relativePath) => {
+        if (inventory.listProfiles().some((p) => p.boot.kind === 'kernel' && isLocalArtifact(p.boot.kernel) && p.boot.kernel.replace(/^\/+/, '') === relativePath)) {
+          recordStageAt(clientIp, 'kernel');
+        }
+      },
       store,
       inventory,
       cluster: () => engine.config,
@@ -332,6 +403,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         address: config.tftp.address ?? config.advertiseAddress ?? '0.0.0.0',
         metrics,
         log,
+        onTransferDone: (clientIp) => recordStageAt(clientIp, 'tftp'),
       });
       cleanups.push(() => tftp.close());
       log.info({ addresses: tftp.addresses, root: httpContext.artifactsRoot }, 'tftp listening');

@@ -48,6 +48,7 @@ import {
   initialTransferState,
   step,
   transferConfig,
+  TransferResult,
   type TransferAction,
   type TransferEvent,
   type TransferState,
@@ -66,6 +67,8 @@ export interface TftpServerOptions {
   policy?: Partial<TftpPolicy>;
   /** Transfers at once; more are refused with ERROR 0 "server busy". Default 1000. */
   maxTransfers?: number;
+  /** Called when a client received a whole file (boot stage `tftp` for the machine at that address). */
+  onTransferDone?: (clientAddress: string, file: string) => void;
 }
 
 export interface TftpServer {
@@ -304,6 +307,7 @@ class Transfer {
     );
     await this.lastSend;
     await Promise.all([closeSocket(this.socket), this.file.close().catch(() => undefined)]);
+    if (action.result === TransferResult.OK) this.server.transferDone(this.client.address, String(this.fields['file'] ?? ''));
     this.server.forget(this);
     this.resolveDone();
   }
@@ -328,6 +332,7 @@ class Server implements TftpServer {
     log: Logger,
     policy: TftpPolicy,
     private readonly maxTransfers: number,
+    private readonly onTransferDone: TftpServerOptions['onTransferDone'],
   ) {
     this.metrics = new TftpMetrics(nodeMetrics);
     this.registry = nodeMetrics.registry;
@@ -376,6 +381,14 @@ class Server implements TftpServer {
       listener.send(encodeTftp({ opcode: Opcode.ERROR, code: r.code, message: wireText(r.message) }), client.port, client.address);
     } catch {
       // The listening socket closed under us: shutdown.
+    }
+  }
+
+  transferDone(clientAddress: string, file: string): void {
+    try {
+      this.onTransferDone?.(clientAddress, file);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'tftp transfer-done hook failed');
     }
   }
 
@@ -496,7 +509,7 @@ export async function startTftpServer(options: TftpServerOptions): Promise<TftpS
     throw new PxehaError('PXE_ERR_CONFIG_INVALID', `tftp root ${options.root}: ${(err as Error).message}`, { cause: err });
   }
   const policy: TftpPolicy = { ...DEFAULT_TFTP_POLICY, ...options.policy };
-  const server = new Server(root, options.metrics ?? new Metrics(), options.log ?? silentLogger(), policy, options.maxTransfers ?? 1000);
+  const server = new Server(root, options.metrics ?? new Metrics(), options.log ?? silentLogger(), policy, options.maxTransfers ?? 1000, options.onTransferDone);
   const addresses = options.address === undefined ? ['0.0.0.0'] : typeof options.address === 'string' ? [options.address] : [...options.address];
   let port = options.port ?? 69;
   try {

@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
+import { apiGet, metricValue } from '../helpers/dhcp-client-pxeha.js';
 import { createSandbox } from '../helpers/netns.js';
 import { exampleCluster, QemuLab, type BootedVm } from '../helpers/qemu-lab.js';
 
@@ -109,6 +110,9 @@ describe('real firmware boots through pxeha (QEMU, TCG)', { timeout: 900_000 }, 
     assert.match(text, /using undionly on/, 'the chainloaded iPXE drives the NIC through UNDI');
     assert.equal((text.match(/undionly\.kpxe\.\.\. ok/g) ?? []).length, 1, 'undionly.kpxe loaded exactly once (no chain loop)');
     assert.match(text, /at 10\.99\.0\.31/, 'the reserved address');
+    // The TFTP transfer counts as the machine's `tftp` boot stage (found by its lease's address).
+    const metrics = await apiGet(lab.node.dataDir, '/metrics');
+    assert.ok(metricValue(metrics, 'pxeha_boot_stage_total', { stage: 'tftp' }) >= 1, 'tftp boot stage recorded');
     await lab.stopVm(vm);
   });
 

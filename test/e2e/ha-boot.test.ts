@@ -22,6 +22,7 @@ import { bucketOfMac, rankFor } from '../../src/dhcp/designation.js';
 import { qemuArgs, readConsole, writeSerconPort } from '../../src/lab/qemu.js';
 import { ENABLE_IPV6_NO_DAD_SH, routerAdvertiserArgv } from '../../src/lab/router-advertiser.js';
 import { defaultHaCluster, HaLab, serverIp } from '../helpers/ha-lab.js';
+import { apiGet, metricValue } from '../helpers/dhcp-client-pxeha.js';
 import { createSandbox } from '../helpers/netns.js';
 
 const NODES = ['node1', 'node2', 'node3'];
@@ -194,5 +195,10 @@ describe('a PXE ROM boots while its boot server is killed (3 nodes, etcd, QEMU)'
     const scripts = fetches.filter((f) => f.includes(' boot.ipxe '));
     assert.ok(scripts.some((f) => f.startsWith(`${DOOMED_IP} `) && !f.endsWith(' ok')), `the first script fetch failed: ${fetches.join(', ')}`);
     assert.ok(scripts.some((f) => !f.startsWith(`${DOOMED_IP} `) && f.endsWith(' ok')), `the script came from a survivor on retry: ${fetches.join(', ')}`);
+    // The kernel fetch (from a survivor) counts as the machine's `kernel` boot stage there.
+    const kernelStages = await Promise.all(
+      ha.nodes.filter((n) => n.running).map(async (n) => metricValue(await apiGet(n.dataDir, '/metrics').catch(() => ''), 'pxeha_boot_stage_total', { stage: 'kernel' })),
+    );
+    assert.ok(kernelStages.some((v) => v >= 1), `kernel boot stage recorded: ${kernelStages.join(', ')}`);
   });
 });

@@ -6,7 +6,7 @@ import send from '@fastify/send';
 import type { FastifyInstance } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { relative, sep } from 'node:path';
-import { resolveArtifact } from '../../artifacts/resolve.js';
+import { checkRequestPath, resolveArtifact } from '../../artifacts/resolve.js';
 import type { HttpContext } from '../context.js';
 import { SmallFileCache } from '../small-file-cache.js';
 
@@ -31,6 +31,11 @@ export function registerArtifactRoutes(app: FastifyInstance, ctx: HttpContext): 
         ctx.metrics.artifactRefused.inc({ protocol: 'http', reason: resolved.reason });
         const status = resolved.reason === 'not-found' ? 404 : 403;
         return reply.code(status).send({ statusCode: status, code: status === 404 ? 'PXE_ERR_NOT_FOUND' : 'PXE_ERR_PATH_REFUSED', error: status === 404 ? 'Not Found' : 'Forbidden', message: resolved.message });
+      }
+      // A fetch from the start (not a resumed range) is a boot stage when it is a profile's kernel.
+      if (req.method === 'GET' && ctx.onArtifactFetched && !/^bytes=(?!0-)/.test(String(req.headers.range ?? ''))) {
+        const checked = checkRequestPath(requested);
+        if (checked.ok) ctx.onArtifactFetched(req.ip, checked.relative);
       }
       const plain = SmallFileCache.plainRequest(req.headers);
       if (plain) {
