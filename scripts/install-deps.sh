@@ -73,6 +73,7 @@ declare -a wants=(
   "qemu-system-x86_64 qemu-system-x86"
   "/usr/lib/ipxe/qemu/efi-e1000.rom ipxe-qemu"
   "/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
+  "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime"
   "/usr/bin/chromium chromium"
   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core"
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test file with Node's own runner. Node 20's `node --test DIR` finds no .ts files
 # and still exits 0, so we list the files ourselves and fail when none ran.
-# Usage: scripts/test.sh [unit|integration|all] (default all)
+# Usage: scripts/test.sh [unit|integration|all|faults] (default all)
+# faults: only test/faults/ (the fault suite; PXEHA_FAULTS=long for its long form)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scope="${1:-all}"
@@ -16,6 +17,7 @@ case "$scope" in
   unit) files="$unit" ;;
   integration) files="$integration" ;;
   all) files="$unit $integration" ;;
+  faults) files=$(find test/faults -name '*.test.ts' | sort) ;;
   *) echo "unknown scope: $scope" >&2; exit 2 ;;
 esac
 [ -n "${files// /}" ] || { echo "no test files found" >&2; exit 1; }

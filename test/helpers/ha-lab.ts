@@ -176,6 +176,8 @@ export class HaNode {
   /** Every run of `pxeha serve`, oldest first. */
   readonly runs: NetnsProcess[] = [];
   proxy: NetnsProcess | undefined;
+  /** Extra environment for the next `pxeha serve` runs (e.g. LD_PRELOAD of libfaketime in test/faults). */
+  env: Record<string, string> | undefined;
 
   constructor(index: number, ns: Netns, workDir: string) {
     this.index = index;
@@ -206,6 +208,7 @@ export class HaNode {
     if (this.running) throw new Error(`${this.name} is already running`);
     const proc = this.ns.spawn([process.execPath, PXEHA, 'serve', '--config', this.nodeFile], {
       label: `${this.name} (${this.ns.name}) run #${this.runs.length + 1}`,
+      ...(this.env ? { env: { ...process.env, ...this.env } } : {}),
     });
     this.runs.push(proc);
     await proc.waitForLine((l) => parseLogLine(l)?.msg === 'node started', { timeoutMs });
@@ -429,6 +432,36 @@ export class HaLab {
       writeFileSync(node.nodeFile, `${JSON.stringify(config, null, 2)}\n`);
       writeFileSync(path.join(node.workDir, 'cluster.yaml'), `${JSON.stringify(cluster, null, 2)}\n`);
     }
+  }
+
+  /** SIGKILL of etcd member m (by PID); resolves once it has exited. */
+  async killEtcd(m: number): Promise<void> {
+    const proc = this.etcd[m];
+    if (!proc) throw new Error(`no etcd member ${m}`);
+    if (proc.status) return;
+    process.kill(proc.pid, 'SIGKILL');
+    await proc.exited;
+  }
+
+  /** Starts etcd member m again on its data dir; waits for it to be healthy unless told not to (no quorum yet). */
+  async restartEtcd(m: number, options: { waitHealthy?: boolean } = {}): Promise<void> {
+    if (this.etcd[m] && !this.etcd[m]!.status) throw new Error(`etcd m${m} is running`);
+    const peers = Array.from({ length: ETCD_MEMBERS }, (_, k) => `m${k}=http://${serverIp(k)}:${ETCD_PEER_PORT}`).join(',');
+    this.etcd[m] = this.#spawnEtcd(m, peers, 'existing');
+    if (options.waitHealthy ?? true) await this.#waitEtcdHealthy(m);
+  }
+
+  /** The index of the etcd member that is Raft leader now (`etcdctl endpoint status`), undefined without one. */
+  async etcdLeader(): Promise<number | undefined> {
+    const live = this.etcd.map((p, m) => (p.status ? -1 : m)).filter((m) => m >= 0);
+    if (live.length === 0) return undefined;
+    const endpoints = live.map((m) => `http://${serverIp(m)}:${ETCD_CLIENT_PORT}`).join(',');
+    const r = await this.etcdctl(live[0]!, ['endpoint', 'status', '-w', 'json', `--endpoints=${endpoints}`, '--command-timeout=2s'], true);
+    if (!r.stdout.trim().startsWith('[')) return undefined;
+    // Member ids are uint64: quote them before parsing, or they lose precision.
+    const rows = JSON.parse(r.stdout.replace(/"(member_id|leader|cluster_id|raft_term|revision)":(\d+)/g, '"$1":"$2"')) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+    const leader = rows.find((row) => String(row.Status.header.member_id) === String(row.Status.leader));
+    return leader ? this.etcdEndpoints.indexOf(leader.Endpoint) : undefined;
   }
 
   /** A member index whose etcd runs (etcdctl is run in its namespace). */

@@ -40,6 +40,13 @@ export interface AddressHandlerDeps {
   clockOffsetMs?: (node: string) => number | undefined;
 }
 
+/**
+ * TEST ONLY (test/faults, "the suite catches a broken allocator"): a deliberately broken
+ * allocator that offers and commits addresses bound to other clients. Honoured only when both
+ * variables are set; with them unset (always, outside that test) nothing below changes.
+ */
+const BROKEN_REUSE_BOUND = process.env['PXEHA_TEST_HOOKS'] === '1' && process.env['PXEHA_TEST_BROKEN_ALLOCATOR'] === 'reuse-bound';
+
 interface Ctx extends RequestContext {
   subnet: CompiledSubnet;
 }
@@ -115,7 +122,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     try {
       for (let i = 0; i < 3; i++) {
         const current = deps.leases.get(subnet.name, ip);
-        if (current && !availableTo(ctx, current.record, r.clientKey)) return 'taken';
+        if (current && !BROKEN_REUSE_BOUND && !availableTo(ctx, current.record, r.clientKey)) return 'taken';
         const result = await deps.leases.write(next, current?.modRevision ?? 0);
         if (result.ok) {
           holds.release(subnet.name, r.clientKey);
@@ -179,6 +186,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     const usable = (ip: string): boolean => {
       const n = ipToInt(ip);
       if (!inPool(subnet, n) || subnet.reservedAddresses.has(n)) return false;
+      if (BROKEN_REUSE_BOUND) return true;
       const holder = holds.holder(subnet.name, ip, nowMs);
       if (holder !== undefined && holder !== r.clientKey) return false;
       return availableTo(ctx, deps.leases.get(subnet.name, ip)?.record, r.clientKey);
