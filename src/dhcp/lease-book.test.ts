@@ -84,4 +84,28 @@ describe('LeaseBook writes (group commit of compare-and-sets)', () => {
     assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected']);
     await rm(closedDir, { recursive: true, force: true });
   });
+
+  it('fences every write with the node\'s session: once that session is over, a write fails, it is not retried forever', async () => {
+    const fenceDir = await mkdtemp(join(tmpdir(), 'pxeha-lease-book-fence-'));
+    const s = await openStore({ kind: 'embedded', path: join(fenceDir, 'store.db') });
+    const b = await LeaseBook.open(s, (err) => assert.fail(err));
+    try {
+      const session = await s.leaseGrant(60);
+      await s.put('/pxeha/nodes/n1', '{}', { lease: session.id });
+      let current: typeof session.id | undefined = session.id;
+      b.setFence(() => (current === undefined ? undefined : { key: '/pxeha/nodes/n1', target: 'lease', op: '==', value: current }));
+      assert.equal((await b.write(rec('10.0.1.1', 'a'), 0)).ok, true, 'written under the current session');
+      // The session ends (its key goes with it) while the node still believes in it: a write
+      // arriving now, like one delivered after a partition, must fail.
+      await s.leaseRevoke(session.id);
+      await assert.rejects(b.write(rec('10.0.1.2', 'b'), 0), /membership session changed/);
+      assert.equal(await s.get(leaseKey('lab', '10.0.1.2')), undefined, 'nothing bound');
+      current = undefined;
+      await assert.rejects(b.write(rec('10.0.1.3', 'c'), 0), /no current membership session/);
+    } finally {
+      await b.close();
+      await s.close();
+      await rm(fenceDir, { recursive: true, force: true });
+    }
+  });
 });

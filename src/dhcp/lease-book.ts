@@ -5,7 +5,8 @@
  * never both commit an address, however they race. The local view only makes the first
  * candidate almost always free; it never decides correctness.
  */
-import type { Store, Watcher } from '../store/store.js';
+import { PxehaError } from '../errors.js';
+import type { Compare, Store, Watcher } from '../store/store.js';
 import { LEASE_PREFIX, leaseKey, parseLeaseRecord, type LeaseRecord } from './lease-record.js';
 
 export interface LeaseEntry {
@@ -45,7 +46,21 @@ export class LeaseBook {
   private readonly byClient = new Map<string, Map<string, Set<string>>>();
   private watcher: Watcher | undefined;
 
+  /**
+   * A compare every lease transaction also carries (node.ts: this node's membership key is still
+   * on its current session lease), or undefined when the node holds no current session. A
+   * transaction sent before a partition and delivered after it (stuck in a TCP buffer; etcd
+   * times a request from its arrival) then fails instead of binding an address to a client that
+   * has meanwhile got another one elsewhere. Absent on a single node.
+   */
+  private fence: (() => Compare | undefined) | undefined;
+
   private constructor(private readonly store: Store) {}
+
+  /** Fences every later lease write (see `fence`). */
+  setFence(fence: () => Compare | undefined): void {
+    this.fence = fence;
+  }
 
   /** Loads every lease and follows changes from the same revision on. */
   static async open(store: Store, onWatchError: (err: Error) => void): Promise<LeaseBook> {
@@ -142,9 +157,18 @@ export class LeaseBook {
 
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
     let result;
+    const fence = this.fence ? this.fence() : undefined;
+    if (this.fence && !fence) {
+      const err = new PxehaError('PXE_ERR_STORE_UNAVAILABLE', 'this node holds no current membership session; lease write refused');
+      for (const w of batch) w.reject(err);
+      return;
+    }
     try {
       result = await this.store.txn({
-        compare: batch.map((w) => ({ key: w.key, target: 'modRevision' as const, op: '==' as const, value: w.expectedModRevision })),
+        compare: [
+          ...batch.map((w) => ({ key: w.key, target: 'modRevision' as const, op: '==' as const, value: w.expectedModRevision })),
+          ...(fence ? [fence] : []),
+        ],
         success: batch.map((w) => ({ type: 'put' as const, key: w.key, value: w.value })),
         failure: batch.map((w) => ({ type: 'range' as const, key: w.key })),
       });
@@ -171,6 +195,12 @@ export class LeaseBook {
       else this.remove(w.key, Number.MAX_SAFE_INTEGER);
       w.resolve({ ok: false, current: kv ? this.byKey.get(w.key) : undefined });
     });
+    if (fence && retry.length === batch.length) {
+      // Every write's own compare held: the fence failed (the session this node wrote under is over).
+      const err = new PxehaError('PXE_ERR_STORE_UNAVAILABLE', 'this node\'s membership session changed while the write was in flight; lease write refused');
+      for (const w of retry) w.reject(err);
+      return;
+    }
     // Ahead of newer writes; the caller's finally schedules the next flush.
     this.pending = [...retry, ...this.pending];
   }

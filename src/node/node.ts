@@ -28,7 +28,7 @@ import { startTftpServer } from '../tftp/server.js';
 import { ClusterNode } from '../cluster/cluster-node.js';
 import { failoverWarnings } from '../cluster/failover.js';
 import { leaseExpiryJob } from '../cluster/lease-expiry.js';
-import { estimateOffsetMs } from '../cluster/member-record.js';
+import { estimateOffsetMs, memberKey } from '../cluster/member-record.js';
 import { ArtifactHoldings } from '../artifacts/holdings.js';
 import { NodeOverrideWatch, effectiveWeight } from '../cluster/node-overrides.js';
 import {
@@ -148,6 +148,15 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       initial.revision,
     );
     cleanups.push(() => cluster.close());
+    // In a cluster every lease write is fenced by this node's session: its membership key must
+    // still be on the session lease the node holds now (a write delivered after a partition
+    // healed finds the key gone or on a new lease and fails).
+    if (store.kind !== 'embedded') {
+      leases.setFence(() => {
+        const lease = cluster.session.leaseId;
+        return lease === undefined ? undefined : { key: memberKey(config.name), target: 'lease', op: '==', value: lease };
+      });
+    }
     republish = () => void cluster.membership.publish();
     metrics.memberCount = () => cluster.membership.members().length;
     const warnFailover = (c: typeof initial.config): void => {

@@ -386,17 +386,10 @@ describe(`fault suite (${FORM} form): 3 pxeha nodes, 3 etcd members, QEMU, perfd
     const nowMs = Date.now();
     const all = await ha.duplicateBindings(nowMs);
     const { leases } = all;
-    // KNOWN DEFECT, reported and not asserted unless PXEHA_FAULTS_STRICT=1: a lease commit sent by
-    // a node just before its store traffic is paused lands when the partition heals (a
-    // compare-and-set on that address only, not fenced by the node's membership lease, which
-    // lapsed meanwhile), so a client that had moved on to another node holds two bindings.
-    // Not a duplicate address (one client, two addresses); it leaks one address for a lease.
-    const doubles = all.violations.filter((v) => / holds \d+ bindings: /.test(v));
-    const violations = process.env['PXEHA_FAULTS_STRICT'] === '1' ? all.violations : all.violations.filter((v) => !doubles.includes(v));
-    if (doubles.length > 0) {
-      figures.notes.push(`KNOWN DEFECT (not asserted): ${doubles.length} clients hold two bindings (late commit after an etcd partition): ${doubles.slice(0, 3).join('; ')}`);
-      t.diagnostic(`known defect: ${doubles.join('; ')}`);
-    }
+    // Every invariant is asserted, one client one binding included: a lease commit sent just
+    // before a partition and delivered after it once left a client two bindings; lease writes are
+    // now fenced by the node's membership session (src/dhcp/lease-book.ts setFence).
+    const violations = all.violations;
     const clients = clientViolations(renewers.events(), leases, nowMs);
     // perfdhcp clients (their last ACK on the wire): still bound to them in etcd.
     const lastAck = new Map<string, CapturedDhcp>();

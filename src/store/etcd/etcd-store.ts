@@ -695,6 +695,9 @@ async function clientOptionsOf(options: EtcdStoreOptions): Promise<IOptions> {
       // Notice a silent member under an open stream; etcd refuses pings more often than every 5 s.
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5000,
+      // A start-up range of 100 000 lease records is ~23 MB; grpc-js refuses replies over 4 MiB
+      // by default, which kept a node with that many leases from starting (test/faults figures).
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
     },
   };
   if (tls) {
