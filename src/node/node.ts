@@ -56,6 +56,8 @@ import { httpChunkFetcher, Replicator } from '../images/replicator.js';
 import { imagesStatusOf } from '../images/status.js';
 import { TokenBucket } from '../images/throttle.js';
 
+/** How often renewals queued while degraded are tried again once the store is back. */
+const DEGRADED_FLUSH_RETRY_MS = 1000;
 /** How often a node looks again at which artifacts it holds (a stat per named file). */
 const HOLDINGS_REFRESH_MS = 2000;
 
@@ -243,10 +245,13 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       initial.config,
     );
     metrics.dhcpDegraded.set(engine.degraded ? 1 : 0);
+    let flushing = false;
     const onDhcpHealth = (): void => {
       metrics.dhcpDegraded.set(engine.degraded ? 1 : 0);
-      if (engine.degraded || engine.degradedRenewals.size === 0) return;
+      if (engine.degraded || engine.degradedRenewals.size === 0 || flushing) return;
       // Back in touch with the store: record the renewals ACKed meanwhile (compare-and-set each).
+      // One flush at a time, so each result is counted once.
+      flushing = true;
       void engine
         .flushDegradedRenewals((key) => log.warn({ key }, 'lease changed in the store while degraded; renewal not recorded'))
         .then((r) => {
@@ -254,9 +259,17 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
           metrics.dhcpDegradedRenewals.inc({ result: 'conflict' }, r.conflicts.length);
           if (r.written + r.conflicts.length > 0) log.info(r, 'renewals made while degraded recorded');
         })
-        .catch((err: unknown) => log.warn({ err }, 'renewals made while degraded not recorded'));
+        .catch((err: unknown) => log.warn({ err }, 'renewals made while degraded not recorded'))
+        .finally(() => (flushing = false));
     };
     cluster.membership.on('state', onDhcpHealth);
+    // A flush can fail on its first try after the store returns (the session's new lease not yet
+    // on the membership key fences the write): try again while renewals stay queued.
+    const flushRetry = setInterval(() => {
+      if (!engine.degraded && engine.degradedRenewals.size > 0) onDhcpHealth();
+    }, DEGRADED_FLUSH_RETRY_MS);
+    flushRetry.unref();
+    cleanups.push(async () => clearInterval(flushRetry));
     if (rawStore instanceof EtcdStore) {
       rawStore.on('state', (state) => {
         storeDisconnected = state === 'disconnected';
