@@ -18,6 +18,7 @@ import type { PlacementStatus } from '../../src/cluster/placement.js';
 import { bucketOfMac, rankFor } from '../../src/dhcp/designation.js';
 import { defaultHaCluster, HaLab, type HaNode } from '../helpers/ha-lab.js';
 import { REPO_ROOT, createSandbox } from '../helpers/netns.js';
+import { until } from '../helpers/until.js';
 
 const PXEHA = path.join(REPO_ROOT, 'bin', 'pxeha.js');
 const NODES = ['node1', 'node2', 'node3'];
@@ -30,21 +31,6 @@ function machineOwnedBy(owner: string): (typeof MACHINES)[number] {
   const m = MACHINES.find((x) => rankFor(bucketOfMac(x.mac), members)[0]!.name === owner);
   assert.ok(m, `a machine designated to ${owner}`);
   return m;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
 }
 
 describe('boot-server placement: holdings, manual rebalance, placement status (3 nodes, etcd)', { timeout: 300_000 }, () => {

@@ -8,32 +8,17 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { ImagesStatus } from '../../src/images/status.js';
 import { seededBytes } from '../../src/images/test-support.js';
 import { defaultHaCluster, HaLab, type HaNode } from '../helpers/ha-lab.js';
 import { REPO_ROOT, createSandbox } from '../helpers/netns.js';
+import { until } from '../helpers/until.js';
 
 const PXEHA = path.join(REPO_ROOT, 'bin', 'pxeha.js');
 const IMAGE_BYTES = 48 * 1024 * 1024;
 /** node3's replication limit: 16 MiB/s, so its copy takes at least (48 − 16 burst) / 16 = 2 s. */
 const NODE3_LIMIT = 16 * 1024 * 1024;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(50);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
-}
 
 describe('image replication: push on one node, held whole on all three (etcd)', { timeout: 300_000 }, () => {
   const sandbox = createSandbox();
@@ -78,6 +63,7 @@ describe('image replication: push on one node, held whole on all three (etcd)', 
         return v && s.nodes.length === 3 && Object.values(v.holders).every((h) => h.state === 'held') ? s : undefined;
       },
       60_000,
+      50, // held-at times are read to the poll
     );
     const v = status.versions.find((x) => x.id === pushed.id)!;
     assert.deepEqual(v.channels, ['stable']);
