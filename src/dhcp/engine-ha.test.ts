@@ -320,6 +320,50 @@ describe('DHCP engine, several nodes on one store', () => {
       assert.equal(ack.yiaddr, offer.yiaddr);
     });
 
+    it('a valid binding wins over an offer the node holds for another client: the renewal is ACKed, not NAKed', async () => {
+      healthy('n1', 'n2');
+      const other = clientOf('n2', 20);
+      const owner = clientOf('n1', 20);
+      // n2 offers an address to a client of its own (held in n2's memory only) ...
+      const held = replyOf(await nodes.n2.decide(request(MessageType.DISCOVER, other))).yiaddr;
+      // ... which n1, knowing nothing of that hold, offers and binds to its own client that asked for it.
+      const offer = replyOf(await nodes.n1.decide(request(MessageType.DISCOVER, owner, { requestedIp: held })));
+      assert.equal(offer.yiaddr, held);
+      const ack = replyOf(await nodes.n1.decide(request(MessageType.REQUEST, owner, { serverId: ADDR.n1, requestedIp: held })));
+      assert.equal(ack.messageType, MessageType.ACK);
+      for (let i = 0; i < 100 && nodes.n2.book.get('lab', held)?.record.clientKey !== `mac:${owner}`; i++) await new Promise((r) => setTimeout(r, 10));
+      // The owner rebinds late enough (secs at the takeover threshold) that n2 answers it too.
+      const rebind = replyOf(await nodes.n2.decide(request(MessageType.REQUEST, owner, { ciaddr: held, secs: 3 })));
+      assert.equal(rebind.messageType, MessageType.ACK, `renewal of a valid binding NAKed: ${rebind.message}`);
+      assert.equal(rebind.yiaddr, held);
+      // The client whose offer lost the address is refused it, and offered another.
+      const lost = replyOf(await nodes.n2.decide(request(MessageType.REQUEST, other, { serverId: ADDR.n2, requestedIp: held })));
+      assert.equal(lost.messageType, MessageType.NAK);
+      const again = replyOf(await nodes.n2.decide(request(MessageType.DISCOVER, other)));
+      assert.notEqual(again.yiaddr, held);
+    });
+
+    it('a rebinding answered by its binding\'s writer and by its designated node at once is ACKed by both, NAKed by neither', async () => {
+      healthy('n2');
+      const m = clientOf('n1', 21);
+      const ip = await bind(nodes.n2, m); // n2 wrote it while n1 was away
+      healthy('n1', 'n2'); // n1 returns: designated again; n2 still the writer
+      for (let round = 0; round < 5; round++) {
+        const r = request(MessageType.REQUEST, m, { ciaddr: ip, xid: 100 + round });
+        const answers = await Promise.all([nodes.n1.decide(r), nodes.n2.decide(r)]);
+        for (const d of answers) {
+          if (d.kind === 'drop') continue; // a retransmission's answer is in flight on that node
+          const a = replyOf(d);
+          assert.equal(a.messageType, MessageType.ACK, `round ${round}: ${a.message}`);
+          assert.equal(a.yiaddr, ip);
+        }
+        assert.ok(answers.some((d) => d.kind === 'reply'), `round ${round}: nobody answered`);
+      }
+      const rec = await stored(ip);
+      assert.equal(rec?.clientKey, `mac:${m}`);
+      assert.equal(rec?.state, 'bound');
+    });
+
     it('option 54 of a server that never was a member is another server', async () => {
       healthy('n1', 'n2');
       const m = clientOf('n1', 5);

@@ -74,10 +74,14 @@ describe('image replication: push on one node, held whole on all three (etcd)', 
     const minMs = ((IMAGE_BYTES - NODE3_LIMIT) / NODE3_LIMIT) * 1000;
     assert.ok(heldAt.node3! >= minMs, `node3 held the image after ${heldAt.node3} ms, faster than its limit allows (${minMs} ms)`);
 
-    // Each node's own record says so too, and its matrix agrees.
+    // Every node's matrix agrees once the membership records have reached it through its watch
+    // (a node's view of its peers trails node1's by a watch delivery, so it is awaited, bounded).
     for (const n of [n2, n3]) {
-      const own = await n.api<ImagesStatus>('/api/v1/images');
-      assert.deepEqual(Object.values(own.versions.find((x) => x.id === pushed.id)!.holders).map((h) => h.state), ['held', 'held', 'held']);
+      const states = async (): Promise<string[]> => {
+        const own = await n.api<ImagesStatus>('/api/v1/images');
+        return Object.values(own.versions.find((x) => x.id === pushed.id)?.holders ?? {}).map((h) => h.state);
+      };
+      await until(`${n.name}'s matrix shows the version held by all three`, async () => ((await states()).join() === 'held,held,held' ? true : undefined), 10_000);
     }
     const table = await cli(n2, ['images', 'status']);
     assert.match(table, /demo/);

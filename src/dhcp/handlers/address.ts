@@ -106,18 +106,23 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
   };
 
   /**
-   * Commits the binding `next` for `ip` unless someone else holds it (in the store, or by an
-   * offer this node holds for another client); retries lost races on the same key.
+   * Commits the binding `next` for `ip` unless another client holds it: in the store, or by an
+   * offer this node holds (or a commit it has out) for another client while the store shows no
+   * binding of this client. A valid binding of this client in the store wins over this node's
+   * memory: a hold made from a view that had not yet seen the binding is stale. Retries lost
+   * races on the same key; 'taken' (a NAK) only when the store says the address is another's.
    */
-  const commit = async (ctx: Ctx, ip: string, next: LeaseRecord): Promise<'ok' | 'taken' | 'busy'> => {
+  const commit = async (ctx: Ctx, ip: string, next: LeaseRecord): Promise<'ok' | 'taken' | 'busy' | 'contended'> => {
     const { subnet, request: r } = ctx;
     const key = `${subnet.name}/${ip}`;
+    const bindingIsThisClients = (): boolean => boundTo(ctx, deps.leases.get(subnet.name, ip)?.record, r.clientKey);
     const committing = inFlight.get(key);
     // The same client's retransmission while its commit is out: that commit answers it (a NAK
     // here would send the client back to DISCOVER although its binding is being written).
-    if (committing !== undefined) return committing === r.clientKey ? 'busy' : 'taken';
+    // Another client's commit of an address bound to this one is bound to lose: wait for it.
+    if (committing !== undefined) return committing === r.clientKey || bindingIsThisClients() ? 'busy' : 'taken';
     const holder = holds.holder(subnet.name, ip, ctx.nowMs);
-    if (holder !== undefined && holder !== r.clientKey) return 'taken';
+    if (holder !== undefined && holder !== r.clientKey && !bindingIsThisClients()) return 'taken';
     inFlight.set(key, r.clientKey);
     try {
       for (let i = 0; i < 3; i++) {
@@ -126,10 +131,14 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
         const result = await deps.leases.write(next, current?.modRevision ?? 0);
         if (result.ok) {
           holds.release(subnet.name, r.clientKey);
+          if (holder !== undefined && holder !== r.clientKey) holds.release(subnet.name, holder);
           return 'ok';
         }
       }
-      return 'taken';
+      // Three lost races, and the last read still shows the address free for this client:
+      // nothing says it is another's, so no NAK; the client's retransmission tries again.
+      const current = deps.leases.get(subnet.name, ip);
+      return current && !availableTo(ctx, current.record, r.clientKey) ? 'taken' : 'contended';
     } finally {
       inFlight.delete(key);
     }
@@ -247,6 +256,7 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
     const leaseMs = leaseSecondsFor(ctx) * 1000;
     const result = await commit(ctx, ip, record(ctx, ip, 'bound', ctx.nowMs + leaseMs, ctx.nowMs));
     if (result === 'busy') return { kind: 'drop', reason: DropReason.IN_PROGRESS, detail: `${ip} is being committed for this client` };
+    if (result === 'contended') return { kind: 'drop', reason: DropReason.IN_PROGRESS, detail: `${ip}: three compare-and-set races lost in a row` };
     if (result === 'taken') return nak(draft, `${ip} is leased to another client`);
     return granted(ctx, draft, MessageType.ACK, ip);
   };
