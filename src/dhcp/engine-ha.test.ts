@@ -343,6 +343,44 @@ describe('DHCP engine, several nodes on one store', () => {
       assert.notEqual(again.yiaddr, held);
     });
 
+    it('a NAK rests on the store, not on a view that trails it: a renewal seen as another client\'s address is ACKed', async () => {
+      healthy('n1', 'n2');
+      const before = clientOf('n1', 22);
+      const owner = clientOf('n1', 23);
+      const ip = await bind(nodes.n1, before);
+      for (let i = 0; i < 100 && nodes.n2.book.get('lab', ip)?.record.clientKey !== `mac:${before}`; i++) await new Promise((r) => setTimeout(r, 10));
+      const stale = nodes.n2.book.get('lab', ip);
+      // The first client releases the address and the next one binds it, both through n1 ...
+      await nodes.n1.decide(request(MessageType.RELEASE, before, { ciaddr: ip }));
+      const offer = replyOf(await nodes.n1.decide(request(MessageType.DISCOVER, owner, { requestedIp: ip })));
+      assert.equal(offer.yiaddr, ip);
+      assert.equal(replyOf(await nodes.n1.decide(request(MessageType.REQUEST, owner, { serverId: ADDR.n1, requestedIp: ip }))).messageType, MessageType.ACK);
+      // ... while n2's view still shows the first client's binding (its watch has not delivered).
+      let reread = false;
+      const book = nodes.n2.book;
+      const lagging = new Proxy(book, {
+        get(target, prop) {
+          if (prop === 'get') return (subnet: string, addr: string) => (!reread && addr === ip ? stale : target.get(subnet, addr));
+          if (prop === 'reread') {
+            return async (subnet: string, addr: string) => {
+              reread = true;
+              return target.reread(subnet, addr);
+            };
+          }
+          const value = Reflect.get(target, prop, target) as unknown;
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const late = new DhcpEngine(
+        { node: 'n2', advertiseAddress: undefined, httpPort: 8080, leases: lagging, clock: nodes.n2.clock, cluster: staticClusterView('n2', MEMBERS) },
+        config,
+      );
+      const rebind = replyOf((await late.decide(request(MessageType.REQUEST, owner, { ciaddr: ip, secs: 3 }), viaOf('n2'))).decision);
+      assert.equal(rebind.messageType, MessageType.ACK, `renewal NAKed from a lagging view: ${rebind.message}`);
+      assert.ok(reread, 'the store was read before deciding');
+      assert.equal((await stored(ip))?.clientKey, `mac:${owner}`);
+    });
+
     it('a rebinding answered by its binding\'s writer and by its designated node at once is ACKed by both, NAKed by neither', async () => {
       healthy('n2');
       const m = clientOf('n1', 21);

@@ -86,6 +86,18 @@ export class LeaseBook {
     return this.byKey.get(leaseKey(subnet, ip));
   }
 
+  /**
+   * Reads one lease from the store (a linearizable read) into the view and returns it: the
+   * watch can trail the store by a delivery, and a NAK must not rest on a record that is gone.
+   */
+  async reread(subnet: string, ip: string): Promise<LeaseEntry | undefined> {
+    const key = leaseKey(subnet, ip);
+    const kv = await this.store.get(key);
+    if (kv) this.apply(kv.key, kv.value, kv.modRevision);
+    else this.remove(key, Number.MAX_SAFE_INTEGER);
+    return this.byKey.get(key);
+  }
+
   /** Records (any state) that name this client in this subnet. */
   forClient(subnet: string, clientKey: string): LeaseEntry[] {
     const ips = this.byClient.get(subnet)?.get(clientKey);

@@ -108,30 +108,37 @@ export function addressHandler(deps: AddressHandlerDeps): Handler {
   /**
    * Commits the binding `next` for `ip` unless another client holds it: in the store, or by an
    * offer this node holds (or a commit it has out) for another client while the store shows no
-   * binding of this client. A valid binding of this client in the store wins over this node's
-   * memory: a hold made from a view that had not yet seen the binding is stale. Retries lost
-   * races on the same key; 'taken' (a NAK) only when the store says the address is another's.
+   * binding of this client. The store wins over this node's memory and view, which can trail it
+   * by a watch delivery (a hold made before the binding was seen is stale), so a NAK ('taken')
+   * is only answered after the store itself was read. Retries lost races on the same key.
    */
   const commit = async (ctx: Ctx, ip: string, next: LeaseRecord): Promise<'ok' | 'taken' | 'busy' | 'contended'> => {
     const { subnet, request: r } = ctx;
     const key = `${subnet.name}/${ip}`;
-    const bindingIsThisClients = (): boolean => boundTo(ctx, deps.leases.get(subnet.name, ip)?.record, r.clientKey);
     const committing = inFlight.get(key);
     // The same client's retransmission while its commit is out: that commit answers it (a NAK
     // here would send the client back to DISCOVER although its binding is being written).
-    // Another client's commit of an address bound to this one is bound to lose: wait for it.
-    if (committing !== undefined) return committing === r.clientKey || bindingIsThisClients() ? 'busy' : 'taken';
+    if (committing === r.clientKey) return 'busy';
     const holder = holds.holder(subnet.name, ip, ctx.nowMs);
-    if (holder !== undefined && holder !== r.clientKey && !bindingIsThisClients()) return 'taken';
+    const otherHolder = holder !== undefined && holder !== r.clientKey ? holder : undefined;
+    if (committing !== undefined || otherHolder !== undefined) {
+      const boundHere = boundTo(ctx, deps.leases.get(subnet.name, ip)?.record, r.clientKey);
+      if (!boundHere && !boundTo(ctx, (await deps.leases.reread(subnet.name, ip))?.record, r.clientKey)) return 'taken';
+      // Bound to this client: the other client's commit is bound to lose; wait for it.
+      if (committing !== undefined || inFlight.has(key)) return 'busy';
+    }
     inFlight.set(key, r.clientKey);
     try {
       for (let i = 0; i < 3; i++) {
-        const current = deps.leases.get(subnet.name, ip);
-        if (current && !BROKEN_REUSE_BOUND && !availableTo(ctx, current.record, r.clientKey)) return 'taken';
+        let current = deps.leases.get(subnet.name, ip);
+        if (current && !BROKEN_REUSE_BOUND && !availableTo(ctx, current.record, r.clientKey)) {
+          current = await deps.leases.reread(subnet.name, ip);
+          if (current && !availableTo(ctx, current.record, r.clientKey)) return 'taken';
+        }
         const result = await deps.leases.write(next, current?.modRevision ?? 0);
         if (result.ok) {
           holds.release(subnet.name, r.clientKey);
-          if (holder !== undefined && holder !== r.clientKey) holds.release(subnet.name, holder);
+          if (otherHolder !== undefined) holds.release(subnet.name, otherHolder);
           return 'ok';
         }
       }
