@@ -63,6 +63,7 @@ declare -a wants=(
   "tcpdump tcpdump"
   "/usr/lib/ipxe/ipxe.efi ipxe"
   "curl curl"
+  "rsync rsync"
   "atftp atftp"
   "tftp tftp-hpa"
   "in.tftpd tftpd-hpa"

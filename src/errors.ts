@@ -25,6 +25,7 @@ export const ErrorCodes = {
   PXE_ERR_FORBIDDEN: { status: 403, retryable: false, doc: 'The credential is valid but its role is too weak for the request, or a machine callback token does not match its MAC.' },
   PXE_ERR_HTTPS_REQUIRED: { status: 403, retryable: false, doc: 'The API and dashboard are served over HTTPS on this node (http.tls); its plain-HTTP port serves boot paths only.' },
   PXE_ERR_CHUNK_CORRUPT: { status: 500, retryable: false, doc: 'An image chunk on this node does not match its SHA-256 (or its recorded size); it was quarantined and none of its bytes were served.' },
+  PXE_ERR_IMAGE_NOT_HELD: { status: 503, retryable: true, doc: 'This node does not hold the image version a pinned path names whole and verified (not yet replicated, or a chunk was found corrupt and is being fetched again); another holder serves it.' },
 } as const satisfies Record<string, { status: number; retryable: boolean; doc: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

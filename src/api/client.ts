@@ -30,11 +30,18 @@ export class ApiClient {
     }
   }
 
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  /**
+   * One request. `body` is sent as JSON; `options.bytes` as application/octet-stream instead
+   * (a chunk upload). `options.headers` adds headers (e.g. If-Match).
+   */
+  async call<T>(method: string, path: string, body?: unknown, options: { bytes?: Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<T> {
+    const payload = options.bytes !== undefined ? Buffer.from(options.bytes.buffer, options.bytes.byteOffset, options.bytes.byteLength) : body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<T>((resolve, reject) => {
       const endpoint = this.endpoint;
-      const headers: Record<string, string | number> = payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {};
+      const headers: Record<string, string | number> = {
+        ...(payload ? { 'content-type': options.bytes !== undefined ? 'application/octet-stream' : 'application/json', 'content-length': payload.length } : {}),
+        ...options.headers,
+      };
       let send: (options: RequestOptions, onResponse: (res: IncomingMessage) => void) => ClientRequest = httpRequest;
       let target: RequestOptions;
       if ('socketPath' in endpoint) {
@@ -53,7 +60,7 @@ export class ApiClient {
           ...target,
           method,
           headers,
-          timeout: 10_000,
+          timeout: options.timeoutMs ?? 10_000,
         },
         (res) => {
           const chunks: Buffer[] = [];

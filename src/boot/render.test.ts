@@ -126,3 +126,69 @@ describe('renderBootScript', () => {
     assert.deepEqual(Object.keys(templateView(input(debian))).sort(), ['arch', 'asset', 'callbackUrl', 'files', 'hostname', 'ip', 'labels', 'mac', 'machine', 'node', 'serial', 'servers', 'uuid']);
   });
 });
+
+describe('renderBootScript: image-backed profiles', () => {
+  const V1 = '1'.repeat(64);
+  const live = profile({
+    name: 'live',
+    image: 'demo@stable',
+    boot: { kind: 'kernel', kernel: 'boot/vmlinuz', initrds: ['boot/initrd.img'], args: 'console=ttyS0 host={{hostname}}' },
+  });
+  const servers = [node, { name: 'lab2', address: '10.99.0.2', httpPort: 8080 }];
+  const image = { name: 'demo', version: V1, channel: 'stable' };
+
+  it('kernel profile: every URL names the version the channel resolved to, on each holder', () => {
+    const base = (n: number): string => `http://10.99.0.${n}:8080/images/demo/${V1}/boot`;
+    const args = 'initrd=initrd.img console=ttyS0 host=web1';
+    assert.equal(
+      renderBootScript(input(live, { servers, image })),
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile live',
+        `# image demo@stable = version ${V1}`,
+        '# boot servers: lab1, lab2',
+        `kernel ${base(1)}/vmlinuz ${args} || kernel ${base(2)}/vmlinuz ${args}`,
+        `initrd ${base(1)}/initrd.img || initrd ${base(2)}/initrd.img`,
+        'boot',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('sanboot profile: one multipath drive over every holder', () => {
+    const disk = profile({ name: 'diskless', image: `demo@${V1}`, boot: { kind: 'sanboot', disk: 'disk.img' } });
+    const three = [...servers, { name: 'lab3', address: '10.99.0.3', httpPort: 8081 }, { name: 'lab4', address: '10.99.0.4', httpPort: 8080 }];
+    assert.equal(
+      renderBootScript(input(disk, { servers: three, image: { name: 'demo', version: V1 } })),
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile diskless',
+        `# image demo@${V1} = version ${V1}`,
+        `sanboot http://10.99.0.1:8080/images/demo/${V1}/disk.img http://10.99.0.2:8080/images/demo/${V1}/disk.img http://10.99.0.3:8081/images/demo/${V1}/disk.img http://10.99.0.4:8080/images/demo/${V1}/disk.img || exit`,
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('an image nobody serves: says why and exits, naming no server', () => {
+    const script = renderBootScript(input(live, { servers: [], image, imageProblem: 'no node holds version 111111111111 of image demo whole yet' }));
+    assert.equal(
+      script,
+      [
+        '#!ipxe',
+        '# pxeha lab1: machine web1 (52:54:00:12:34:56), profile live',
+        '# no node holds version 111111111111 of image demo whole yet',
+        'echo pxeha: no node holds version 111111111111 of image demo whole yet; trying the next boot device',
+        'exit',
+        '',
+      ].join('\n'),
+    );
+    assert.match(renderBootScript(input(live)), /image demo@stable is not known to this node/);
+  });
+
+  it('refuses malformed image references in the schema, with the field path', () => {
+    for (const bad of ['demo', 'demo@', '@stable', 'Demo@stable', `demo@${'1'.repeat(63)}g`]) {
+      assert.throws(() => profile({ name: 'x', image: bad, boot: { kind: 'localboot' } }), /\/image/);
+    }
+  });
+});

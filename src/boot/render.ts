@@ -6,6 +6,7 @@
  */
 import Mustache from 'mustache';
 import type { Machine, Profile } from '../config/schema.js';
+import { pinnedImagePath, type ResolvedImage } from '../images/image-ref.js';
 
 /** What the firmware (iPXE query parameters) says about the machine. */
 export interface FirmwareFacts {
@@ -54,6 +55,13 @@ export interface RenderInput {
   servers?: readonly ServingNode[];
   /** The machine's callback token (src/auth/machine-token.ts), put in `callbackUrl`. */
   callbackToken?: string;
+  /**
+   * The version the profile's `image` resolved to for this script: every image URL names it, so
+   * a channel switch during the boot cannot mix versions.
+   */
+  image?: ResolvedImage;
+  /** Why the profile's image cannot be served now (unknown, or no node holds it whole). */
+  imageProblem?: string;
 }
 
 /** Base URL of a node's HTTP server. */
@@ -61,9 +69,14 @@ export function nodeUrl(node: ServingNode): string {
   return `http://${node.address}:${node.httpPort}`;
 }
 
-/** An artifact reference in a profile: absolute URLs stay, paths are served by the node. */
-export function artifactUrl(ref: string, node: ServingNode): string {
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(ref) ? ref : `${nodeUrl(node)}/artifacts/${ref.replace(/^\/+/, '')}`;
+/**
+ * An artifact reference in a profile: absolute URLs stay, paths are served by the node, from its
+ * artifacts directory or, for an image-backed profile, pinned to the resolved image version.
+ */
+export function artifactUrl(ref: string, node: ServingNode, image?: ResolvedImage): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) return ref;
+  if (image) return `${nodeUrl(node)}/${pinnedImagePath(image, ref).split('/').map(encodeURIComponent).join('/')}`;
+  return `${nodeUrl(node)}/artifacts/${ref.replace(/^\/+/, '')}`;
 }
 
 export function machineFileUrl(mac: string, file: string, node: ServingNode): string {
@@ -111,8 +124,14 @@ function serversOf(input: RenderInput): readonly ServingNode[] {
  * One iPXE command that fetches `ref` from each boot server in turn until one answers
  * (`kernel a || kernel b`), so a server that dies mid-boot costs a retry, not the boot.
  */
-function withFallbacks(command: string, ref: string, rest: string, servers: readonly ServingNode[]): string {
-  const urls = [...new Set(servers.map((s) => artifactUrl(ref, s)))];
+function withFallbacks(
+  command: string,
+  ref: string,
+  rest: string,
+  servers: readonly ServingNode[],
+  image: ResolvedImage | undefined,
+): string {
+  const urls = [...new Set(servers.map((s) => artifactUrl(ref, s, image)))];
   return urls.map((url) => `${command} ${url}${rest}`).join(' || ');
 }
 
@@ -159,6 +178,13 @@ export function renderBootScript(input: RenderInput): string {
       '',
     ].join('\n');
   }
+  if (profile.image !== undefined && (input.image === undefined || input.imageProblem !== undefined)) {
+    // Nothing to fetch that any node would serve: say why and let the firmware retry or move on.
+    const why = input.imageProblem ?? `image ${profile.image} is not known to this node`;
+    return [...head, `# ${why}`, `echo pxeha: ${why}; trying the next boot device`, ...LOCALBOOT.exit, ''].join('\n');
+  }
+  const image = profile.image !== undefined ? input.image : undefined;
+  if (image) head.push(`# image ${profile.image} = version ${image.version}`);
   const view = templateView(input);
   const boot = profile.boot;
   switch (boot.kind) {
@@ -172,8 +198,8 @@ export function renderBootScript(input: RenderInput): string {
       return [
         ...head,
         ...(servers.length > 1 ? [`# boot servers: ${servers.map((s) => s.name).join(', ')}`] : []),
-        withFallbacks('kernel', boot.kernel, cmdline ? ` ${cmdline}` : '', servers),
-        ...initrds.map((ref) => withFallbacks('initrd', ref, '', servers)),
+        withFallbacks('kernel', boot.kernel, cmdline ? ` ${cmdline}` : '', servers, image),
+        ...initrds.map((ref) => withFallbacks('initrd', ref, '', servers, image)),
         'boot',
         '',
       ].join('\n');
@@ -184,6 +210,12 @@ export function renderBootScript(input: RenderInput): string {
     }
     case 'chain':
       return [...head, `chain ${renderTemplate(boot.url, view)}`, ''].join('\n');
+    case 'sanboot': {
+      // Every holder, as one multipath SAN drive: iPXE uses whichever answers first and retries
+      // the others if it fails (https://ipxe.org/cmd/sanhook, Notes).
+      const urls = [...new Set(serversOf(input).map((s) => artifactUrl(boot.disk, s, image)))];
+      return [...head, `sanboot ${urls.join(' ')} || exit`, ''].join('\n');
+    }
     case 'localboot':
       return [...head, ...LOCALBOOT[boot.method ?? 'exit'], ''].join('\n');
   }

@@ -97,3 +97,29 @@ describe('bootServersFor', () => {
     assert.equal(addressFor(multi, []), '192.168.1.5');
   });
 });
+
+describe('boot servers of image-backed profiles', () => {
+  const V1 = 'a'.repeat(64);
+  const V2 = 'b'.repeat(64);
+  const live = profile({ name: 'live', image: 'demo@stable', boot: { kind: 'kernel', kernel: 'boot/vmlinuz', initrds: ['boot/initrd.img'] } });
+  const imageNode = (name: string, i: number, versions: string[]): BootNodeInfo => ({ ...node(name, i, []), images: new Set(versions) });
+
+  it('needs the pinned paths of the resolved version, and nothing of the artifacts directory', () => {
+    assert.deepEqual(profileArtifacts(live, { name: 'demo', version: V1 }), [`images/demo/${V1}/boot/vmlinuz`, `images/demo/${V1}/boot/initrd.img`]);
+    assert.deepEqual(profileArtifacts(live), []);
+    assert.deepEqual(referencedArtifacts([live], validate<ClusterConfig>(ClusterConfigSchema, {}, 'cluster').boot).filter((r) => r.includes('vmlinuz')), []);
+  });
+
+  it('names only nodes whose record lists the version; none when no node holds it', () => {
+    const nodes = [imageNode('a', 1, [V1]), imageNode('b', 2, [V2]), imageNode('c', 3, [V1, V2]), node('d', 4, FILES)];
+    const needed = profileArtifacts(live, { name: 'demo', version: V1 });
+    for (const mac of MACS.slice(0, 50)) {
+      const { servers, complete } = bootServersFor(mac, needed, nodes);
+      assert.ok(complete);
+      assert.deepEqual(servers.map((s) => s.name).sort(), ['a', 'c']);
+    }
+    // A node that has not caught up (b) is never named, even when nobody else is there.
+    const choice = bootServersFor(MACS[0]!, needed, [imageNode('b', 2, [V2]), node('d', 4)]);
+    assert.deepEqual(choice, { servers: [], complete: false });
+  });
+});

@@ -11,10 +11,16 @@
  * - the runners-up are the fallbacks an iPXE script tries when the first one fails mid-boot.
  * When no node holds everything, every eligible node is ranked instead (the boot may still work
  * from absolute URLs or partly-held files), and the caller logs and counts it.
+ *
+ * Files of an image-backed profile are pinned image paths (`images/<name>/<version>/<path>`); a
+ * node holds them when its record lists the version in `images` (held whole and verified), so a
+ * node that joined and has not caught up is never named. Since a node refuses a version it does
+ * not hold, image files get no "rank everyone" fallback: no holder, no server.
  */
 import type { BootRules, Profile } from '../config/schema.js';
 import { bucketOfMac, rankFor } from '../dhcp/designation.js';
 import { ipToInt, networkContains, type Ipv4Network } from '../util/ipv4.js';
+import { parsePinnedPath, pinnedImagePath, type ResolvedImage } from '../images/image-ref.js';
 import type { ServingNode } from './render.js';
 
 /** How many servers a script names for one file: the first and two fallbacks. */
@@ -28,6 +34,8 @@ export interface BootNodeInfo {
   httpPort: number;
   /** Artifacts (paths relative to the artifacts root) the node holds. */
   holds: ReadonlySet<string>;
+  /** Image version ids the node holds whole and verified (its record's `images`). */
+  images?: ReadonlySet<string>;
 }
 
 export interface BootServers {
@@ -46,10 +54,24 @@ function relativeRef(ref: string): string {
   return ref.replace(/^\/+/, '');
 }
 
-/** The served files a profile's boot needs (kernel and initrds; scripts name their own). */
-export function profileArtifacts(profile: Profile | undefined): string[] {
-  if (profile?.boot.kind !== 'kernel') return [];
-  return [profile.boot.kernel, ...(profile.boot.initrds ?? [])].filter(isLocalArtifact).map(relativeRef);
+/**
+ * The served files a profile's boot needs (kernel and initrds, or a sanboot disk; scripts name
+ * their own). For an image-backed profile they are the pinned paths in `image`, the version its
+ * reference resolved to; without one, none (they are not files of the artifacts directory).
+ */
+export function profileArtifacts(profile: Profile | undefined, image?: ResolvedImage): string[] {
+  const boot = profile?.boot;
+  const refs = boot?.kind === 'kernel' ? [boot.kernel, ...(boot.initrds ?? [])] : boot?.kind === 'sanboot' ? [boot.disk] : [];
+  const local = refs.filter(isLocalArtifact).map(relativeRef);
+  if (profile?.image === undefined) return local;
+  return image ? local.map((ref) => pinnedImagePath(image, ref)) : [];
+}
+
+/** Whether `node` serves `ref`: an artifact it holds, or a file of a version it holds whole. */
+export function nodeHolds(node: Pick<BootNodeInfo, 'holds' | 'images'>, ref: string): boolean {
+  const pinned = parsePinnedPath(ref);
+  if (pinned === undefined) return node.holds.has(ref);
+  return !('refused' in pinned) && (node.images?.has(pinned.version) ?? false);
 }
 
 /** Every served file the configuration names: what a node reports holding is taken from these. */
@@ -79,8 +101,9 @@ export function bootServersFor(
   clientNetworks: readonly Ipv4Network[] = [],
   max = MAX_BOOT_SERVERS,
 ): BootServers {
-  const holders = nodes.filter((n) => needed.every((ref) => n.holds.has(ref)));
+  const holders = nodes.filter((n) => needed.every((ref) => nodeHolds(n, ref)));
   const complete = holders.length > 0;
+  if (!complete && needed.some((ref) => parsePinnedPath(ref) !== undefined)) return { servers: [], complete };
   const ranked = rankFor(bucketOfMac(mac), complete ? holders : nodes);
   const servers: ServingNode[] = [];
   for (const n of ranked) {

@@ -22,7 +22,7 @@ describe('pxeha --help', () => {
 
   it('offers --output json on every command that prints a table', () => {
     const all = walk(buildProgram());
-    const tableCommands = ['leases', 'machines list', 'profiles list', 'get subnets', 'get leases', 'get machines', 'get profiles', 'cluster status', 'cluster placement', 'cluster rebalance', 'tokens ls', 'images ls', 'images status'];
+    const tableCommands = ['leases', 'machines list', 'profiles list', 'get subnets', 'get leases', 'get machines', 'get profiles', 'cluster status', 'cluster placement', 'cluster rebalance', 'tokens ls', 'images ls', 'images status', 'images show'];
     for (const name of tableCommands) {
       const found = all.find((c) => c.path.join(' ') === name);
       assert.ok(found, name);

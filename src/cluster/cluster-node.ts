@@ -41,6 +41,8 @@ export interface ClusterNodeOptions {
   artifacts?: () => string[];
   /** Image versions the node holds whole and verified (src/images/replicator.ts), published for peers and boot-server choice. */
   images?: () => string[];
+  /** Node labels (node config `labels`), published for image placement. */
+  labels?: Record<string, string>;
   /** Called on every change of store connectivity and leadership (metrics). */
   onHealth?: (health: NodeHealth) => void;
 }
@@ -155,6 +157,7 @@ function describeSelf(options: ClusterNodeOptions): SelfDescription {
     weight: (typeof options.weight === 'function' ? options.weight() : options.weight) ?? 100,
     ...(options.drained?.() ? { drained: true } : {}),
     images: options.images?.() ?? [],
+    ...(options.labels && Object.keys(options.labels).length > 0 ? { labels: options.labels } : {}),
     artifacts: options.artifacts?.() ?? [],
     load: {
       loadAvg1: Math.round(loadavg()[0]! * 100) / 100,

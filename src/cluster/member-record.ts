@@ -32,6 +32,8 @@ export interface MemberRecord {
   drained?: boolean;
   /** Image versions (ids) the node holds whole, every chunk verified (src/images/replicator.ts). */
   images: string[];
+  /** The node's labels (node config `labels`, e.g. site): image placement selects nodes by them. */
+  labels?: Record<string, string>;
   /**
    * Artifacts named by the configuration (boot files, profile kernels and initrds) that the node
    * holds in its artifacts directory: boot servers are chosen among the nodes holding a
@@ -62,6 +64,9 @@ export function parseMemberRecord(value: string): MemberRecord | undefined {
       weight: typeof r.weight === 'number' && r.weight >= 0 ? r.weight : 100,
       ...(r.drained === true ? { drained: true } : {}),
       images: Array.isArray(r.images) ? r.images.filter((a): a is string => typeof a === 'string') : [],
+      ...(r.labels && typeof r.labels === 'object' && !Array.isArray(r.labels)
+        ? { labels: Object.fromEntries(Object.entries(r.labels).filter((e): e is [string, string] => typeof e[1] === 'string')) }
+        : {}),
       artifacts: Array.isArray(r.artifacts) ? r.artifacts.filter((a): a is string => typeof a === 'string') : [],
       load: { loadAvg1: r.load?.loadAvg1 ?? 0, rssBytes: r.load?.rssBytes ?? 0, leaseRecords: r.load?.leaseRecords ?? 0 },
       clockMs: r.clockMs,

@@ -18,6 +18,7 @@ import { MEMBERS_PREFIX, parseMemberRecord } from './member-record.js';
 import type { Store } from '../store/store.js';
 import type { Profile } from '../config/schema.js';
 import { bootServersFor, profileArtifacts, type BootNodeInfo } from '../boot/servers.js';
+import type { ResolvedImage } from '../images/image-ref.js';
 import { bucketShares } from '../dhcp/designation.js';
 
 export const PLACEMENT_KEY = '/pxeha/placement';
@@ -138,7 +139,8 @@ export interface PlacementInput {
   record: PlacementRecord | undefined;
   /** Healthy members with what they hold. */
   healthy: readonly BootNodeInfo[];
-  machines: readonly { mac: string; name?: string; profile?: Profile; lastNode?: string }[];
+  /** `image`: the version the profile's image reference resolves to now (image-backed profiles). */
+  machines: readonly { mac: string; name?: string; profile?: Profile; image?: ResolvedImage; lastNode?: string }[];
 }
 
 /** Who serves which machines (pure): `pxeha cluster placement` and the API show this. */
@@ -147,7 +149,7 @@ export function placementStatus(input: PlacementInput): PlacementStatus {
   const placedNames = new Set(placed.map((n) => n.name));
   const shares = bucketShares(placed);
   const machines = input.machines.map((m): MachinePlacement => {
-    const choice = bootServersFor(m.mac, profileArtifacts(m.profile), placed);
+    const choice = bootServersFor(m.mac, profileArtifacts(m.profile, m.image), placed);
     const [first, ...rest] = choice.servers;
     return {
       mac: m.mac,

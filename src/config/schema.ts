@@ -128,16 +128,28 @@ const Labels = Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,
 });
 
 /**
+ * A profile's image: `<name>@<channel>` or `<name>@<64-hex version id>` (names as the images
+ * catalog's; a channel name is at most 63 characters, so it never reads as a version id).
+ */
+export const IMAGE_REF_PATTERN = '^[a-z0-9][a-z0-9._-]{0,62}@([a-z0-9][a-z0-9._-]{0,62}|[0-9a-f]{64})$';
+
+/**
  * What a machine boots. Exactly one way to boot per profile (`boot.kind`):
  * - kernel: kernel + initrds + args, fetched over HTTP from the node (or absolute URLs)
  * - script: an iPXE script template rendered per machine
  * - chain: chainload another URL (template)
  * - localboot: boot from the local disk (`exit` to the next BIOS/UEFI boot device, or `sanboot`)
+ * - sanboot: boot a disk image over HTTP (iPXE `sanboot`, Range requests), every holder listed
+ *
+ * With `image` (`<name>@<channel>` or `<name>@<version id>`), kernel, initrd and disk paths are
+ * paths inside that image version, served from the chunk store; the channel is resolved once per
+ * boot script, whose URLs all name the version it resolved to (src/images/image-ref.ts).
  */
 export const ProfileSchema = Type.Object(
   {
     name: Name,
     description: Type.Optional(Type.String({ maxLength: 1024 })),
+    image: Type.Optional(Type.String({ pattern: IMAGE_REF_PATTERN, maxLength: 128, description: '<name>@<channel> or <name>@<64-hex version id>' })),
     boot: Type.Union([
       Type.Object(
         {
@@ -155,6 +167,11 @@ export const ProfileSchema = Type.Object(
       ),
       Type.Object(
         { kind: Type.Literal('chain'), url: Type.String({ minLength: 1, maxLength: 2048 }) },
+        { additionalProperties: false },
+      ),
+      Type.Object(
+        // The disk is attached as a SAN drive read over HTTP Range requests (diskless machines).
+        { kind: Type.Literal('sanboot'), disk: Type.String({ minLength: 1, maxLength: 1024 }) },
         { additionalProperties: false },
       ),
       Type.Object(
@@ -280,6 +297,8 @@ export const StoreConfigSchema = Type.Union([
 export const NodeConfigSchema = Type.Object(
   {
     name: Name,
+    /** This node's labels (e.g. site: a), published in its membership record; image placement selects nodes by them. */
+    labels: Type.Optional(Labels),
     dataDir: Type.String({ minLength: 1, default: '/var/lib/pxeha' }),
     store: Type.Optional(StoreConfigSchema),
     /** Address clients are told to use for TFTP/HTTP; default: the receiving interface's. */
@@ -363,6 +382,19 @@ export const NodeConfigSchema = Type.Object(
         bandwidthBytesPerSecond: Type.Optional(Type.Integer({ minimum: 1024 })),
         /** Chunks fetched at once, spread over the peers that hold them. */
         parallelFetches: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+        /**
+         * Replicate only between these local times (e.g. 22:00–06:00, wrapping midnight); default
+         * always. Pulls pause between chunks when it closes (src/images/window.ts).
+         */
+        window: Type.Optional(
+          Type.Object(
+            {
+              start: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }),
+              end: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }),
+            },
+            { additionalProperties: false },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -11,8 +11,8 @@
  * - Routes that declare `node` (image chunks for replication) take a peer's node bearer
  *   (`pxeha-node.…`, src/auth/node-token.ts) or an admin token, and stay on the plain port with
  *   http.tls; a node bearer opens no other route (403).
- * - Boot paths (scripts, per-machine files, the callback, artifacts) and /healthz, /livez,
- *   /metrics stay open: firmware has no credentials. When the node serves its API over HTTPS
+ * - Boot paths (scripts, per-machine files, the callback, artifacts, pinned image files) and
+ *   /healthz, /livez, /metrics stay open: firmware has no credentials. When the node serves its API over HTTPS
  *   (http.tls), its plain-HTTP listener serves only those paths and refuses the rest (403,
  *   reason "plain-http"), so no token ever crosses the network in clear.
  */
@@ -42,7 +42,7 @@ declare module 'fastify' {
 }
 
 /** Routes machines and monitoring use without credentials, on every listener. */
-const OPEN_ROUTES = new Set(['/boot.ipxe', '/boot/done', '/machines/:mac/files/:name', '/artifacts/*', '/healthz', '/livez', '/metrics']);
+const OPEN_ROUTES = new Set(['/boot.ipxe', '/boot/done', '/machines/:mac/files/:name', '/artifacts/*', '/images/*', '/healthz', '/livez', '/metrics']);
 
 export type DenyReason = 'missing' | 'invalid' | 'role' | 'plain-http' | 'origin';
 

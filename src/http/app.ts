@@ -22,6 +22,8 @@ import type { HttpContext } from './context.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerBootRoutes } from './routes/boot.js';
 import { registerImageRoutes } from './routes/images.js';
+import { registerImageLifecycleRoutes } from './routes/image-lifecycle.js';
+import { registerImageFileRoutes } from './routes/image-files.js';
 
 export function errorEnvelope(err: unknown): { statusCode: number; body: Record<string, unknown> } {
   if (err instanceof PxehaError) {
@@ -137,6 +139,8 @@ export async function buildHttpApp(ctx: HttpContext, options: HttpAppOptions = {
   registerArtifactRoutes(app, ctx);
   registerApiRoutes(app, ctx);
   registerImageRoutes(app, ctx);
+  registerImageLifecycleRoutes(app, ctx);
+  registerImageFileRoutes(app, ctx);
   registerAuthRoutes(app, ctx, auth, { secureCookie: listener === 'tls' });
   (await import('../api/dashboard-routes.js')).registerDashboardRoutes(app, ctx); // the web dashboard, /ui/ and its API
   return app;

@@ -10,8 +10,10 @@ import type { PlacementStatus, RebalanceResult } from '../cluster/placement.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
-import type { ChunkStore } from '../images/chunk-store.js';
+import type { ChunkStore, GcResult } from '../images/chunk-store.js';
 import type { ImagesStatus } from '../images/status.js';
+import type { ImageFileSources } from '../images/serve.js';
+import type { ResolvedImage } from '../images/image-ref.js';
 
 /** What the node's HTTP routes need; built once by the node. */
 export interface HttpContext {
@@ -35,7 +37,14 @@ export interface HttpContext {
    * A machine's boot servers, best first (src/boot/servers.ts), given its profile and address;
    * absent on a single node, which serves everything itself.
    */
-  bootServers?: (mac: string, profile: Profile | undefined, clientIp: string | undefined) => ServingNode[];
+  bootServers?: (mac: string, profile: Profile | undefined, clientIp: string | undefined, image?: ResolvedImage) => ServingNode[];
+  /**
+   * The version an image reference (`name@channel` or `name@id`, a profile's `image`) names now,
+   * from the node's watch of the catalog; undefined when unknown. Called once per script.
+   */
+  resolveImage?: (ref: string) => ResolvedImage | undefined;
+  /** Pinned image files served from the chunk store (`/images/…`, src/images/serve.ts). */
+  imageFiles?: ImageFileSources;
   /** An artifact was fetched from its start by `clientIp` (boot stage `kernel` when it is one). */
   onArtifactFetched?: (clientIp: string, relativePath: string) => void;
   /** Which node serves which machines (src/cluster/placement.ts); absent on a single node. */
@@ -53,4 +62,9 @@ export interface HttpContext {
   chunks?: ChunkStore;
   /** The replication matrix (src/images/status.ts). */
   images?: () => ImagesStatus;
+  /**
+   * This node's chunk garbage collection, keeping what placement says it must
+   * (src/images/placement.ts chunksToKeep); absent: keep every recorded version's chunks.
+   */
+  imagesGc?: (graceMs: number) => Promise<GcResult>;
 }

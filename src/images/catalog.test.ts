@@ -171,6 +171,28 @@ describe('Catalog on the embedded store', () => {
     await assert.rejects(catalog.rollbackChannel('alma', 'nope'), isCode('PXE_ERR_NOT_FOUND'));
   });
 
+  it('promotes: points `to` at what `from` serves, refusing if either changed meanwhile', async () => {
+    const p1 = (await catalog.recordVersion('stage', manifest(50))).id;
+    const p2 = (await catalog.recordVersion('stage', manifest(51))).id;
+    await catalog.setChannel('stage', 'test', p1);
+    const first = await catalog.promoteChannel('stage', 'test', 'production', { baseRevision: 0 });
+    assert.deepEqual([first.record.version, first.record.history, first.from.channel], [p1, [], 'test']);
+    await catalog.setChannel('stage', 'test', p2);
+    const prod = (await catalog.getChannel('stage', 'production'))!;
+    // A stale base revision for `to`: refused, nothing written.
+    await assert.rejects(catalog.promoteChannel('stage', 'test', 'production', { baseRevision: prod.modRevision - 1 }), isCode('PXE_ERR_CONFLICT'));
+    // `from` moves between the read and the commit: refused.
+    beforeTxn = { when: (r) => (r.success ?? []).some((op) => op.type === 'put' && op.key === channelKey('stage', 'production')), run: () => catalog.setChannel('stage', 'test', p1) };
+    await assert.rejects(catalog.promoteChannel('stage', 'test', 'production'), isCode('PXE_ERR_CONFLICT'));
+    assert.equal((await catalog.getChannel('stage', 'production'))!.modRevision, prod.modRevision);
+    await catalog.setChannel('stage', 'test', p2);
+    const second = await catalog.promoteChannel('stage', 'test', 'production');
+    assert.deepEqual([second.record.version, second.record.history], [p2, [p1]]);
+    assert.equal((await catalog.promoteChannel('stage', 'test', 'production')).modRevision, second.modRevision, 'already there: no write');
+    await assert.rejects(catalog.promoteChannel('stage', 'nope', 'production'), isCode('PXE_ERR_NOT_FOUND'));
+    await assert.rejects(catalog.promoteChannel('stage', 'test', 'test'), isCode('PXE_ERR_BAD_REQUEST'));
+  });
+
   it('refuses to point a channel at a version that is not recorded, writing nothing', async () => {
     const before = await store.revision();
     await assert.rejects(catalog.setChannel('alma', 'edge', manifestId(manifest(404))), isCode('PXE_ERR_NOT_FOUND'));

@@ -17,7 +17,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { validate } from '../config/load.js';
 import { PxehaError } from '../errors.js';
-import type { KeyValue, Store, TxnOpResult } from '../store/store.js';
+import type { Compare, KeyValue, Store, TxnOpResult } from '../store/store.js';
 import { ManifestSchema, checkManifestSemantics, manifestChunks, manifestId, type Manifest } from './manifest.js';
 
 export const IMAGES_PREFIX = '/pxeha/images/';
@@ -253,6 +253,28 @@ export class Catalog {
     return this.#commitChannel(name, channel, current.modRevision, next);
   }
 
+  /**
+   * Stages: points channel `to` at the version channel `from` serves (test → production), in one
+   * transaction that commits only if neither channel changed since they were read (and `to` is
+   * still at `baseRevision` when given). A promotion decided on a stale view fails with
+   * PXE_ERR_CONFLICT; it never overwrites a change made meanwhile.
+   */
+  async promoteChannel(name: string, from: string, to: string, options: { baseRevision?: number } = {}): Promise<ChannelState & { from: ChannelState }> {
+    checkName('image', name);
+    checkName('channel', from);
+    checkName('channel', to);
+    if (from === to) throw new PxehaError('PXE_ERR_BAD_REQUEST', `cannot promote channel ${from} to itself`);
+    const source = await this.getChannel(name, from);
+    if (!source) throw new PxehaError('PXE_ERR_NOT_FOUND', `channel ${from} of image ${name} does not exist`);
+    const current = await this.#readChannelAt(name, to, options.baseRevision);
+    const next = planSwitch(current?.record, source.record.version, this.#nowMs(), this.#historyLimit);
+    if (!next) return { ...current!, from: source };
+    const state = await this.#commitChannel(name, to, current?.modRevision ?? 0, next, [
+      { key: channelKey(name, from), target: 'modRevision', op: '==', value: source.modRevision },
+    ]);
+    return { ...state, from: source };
+  }
+
   /** Deletes a channel (compare-and-set on its state). */
   async removeChannel(name: string, channel: string, options: { baseRevision?: number } = {}): Promise<void> {
     checkName('image', name);
@@ -332,7 +354,7 @@ export class Catalog {
     return current;
   }
 
-  async #commitChannel(name: string, channel: string, baseRevision: number, next: ChannelRecord): Promise<ChannelState> {
+  async #commitChannel(name: string, channel: string, baseRevision: number, next: ChannelRecord, also: Compare[] = []): Promise<ChannelState> {
     const key = channelKey(name, channel);
     const vKey = versionKey(name, next.version);
     const value = JSON.stringify(next);
@@ -340,6 +362,7 @@ export class Catalog {
       compare: [
         { key, target: 'modRevision', op: '==', value: baseRevision },
         { key: vKey, target: 'version', op: '>', value: 0 },
+        ...also,
       ],
       success: [
         { type: 'put', key, value },
@@ -355,6 +378,9 @@ export class Catalog {
       const [chan, ver] = result.responses;
       const versionExists = ver?.type === 'range' && ver.result.count > 0;
       if (!versionExists) throw versionMissing(name, next.version);
+      if (also.length > 0 && chan && (rangeKvs(chan)[0]?.modRevision ?? 0) === baseRevision) {
+        throw new PxehaError('PXE_ERR_CONFLICT', `channels of image ${name} changed while promoting to ${channel}; read them again and retry`);
+      }
       throw channelChanged(name, channel, baseRevision, chan ? rangeKvs(chan)[0]?.modRevision : undefined);
     }
     return { name, channel, record: next, modRevision: result.revision };

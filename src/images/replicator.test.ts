@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from './chunker.js';
 import { ChunkStore } from './chunk-store.js';
 import { buildManifest, manifestId, type Manifest } from './manifest.js';
-import { Replicator, type ChunkFetcher, type ReplicaPeer, type WantedVersion } from './replicator.js';
+import { httpChunkFetcher, Replicator, type ChunkFetcher, type ReplicaPeer, type WantedVersion } from './replicator.js';
 import { seededBytes } from './test-support.js';
 import { TokenBucket, type ThrottleClock } from './throttle.js';
 
@@ -97,7 +99,16 @@ describe('Replicator', () => {
       return b;
     };
     const rejects: string[] = [];
-    const r = new Replicator({ chunks: target, wanted: () => [version], peers: () => peers, fetchChunk, parallel: 3, onReject: (p) => rejects.push(p) });
+    const fetchedFrom: Record<string, number> = {};
+    const r = new Replicator({
+      chunks: target,
+      wanted: () => [version],
+      peers: () => peers,
+      fetchChunk,
+      parallel: 3,
+      onReject: (p) => rejects.push(p),
+      onFetched: (p, _h, size) => (fetchedFrom[p] = (fetchedFrom[p] ?? 0) + size),
+    });
     const result = await r.syncOnce();
     assert.equal(result.fetched, 8);
     assert.equal(result.failed, 0);
@@ -105,6 +116,9 @@ describe('Replicator', () => {
     assert.equal(served.none, 0, 'a peer that does not hold the version is never asked');
     assert.equal(result.rejected, served.bad);
     assert.ok(rejects.every((p) => p === 'bad'));
+    // The accounting the node's metrics are fed from: only stored chunks count as fetched.
+    assert.deepEqual(r.totals(), { fetchedChunks: 8, fetchedBytes: 8 * 32 * 1024, rejected: served.bad });
+    assert.deepEqual(fetchedFrom, { good: 8 * 32 * 1024 });
     for (const [h, b] of bytes) assert.ok((await target.get(h)).equals(b), 'only verified bytes were stored');
     assert.deepEqual(result.held, [version.id]);
   });
@@ -147,6 +161,100 @@ describe('Replicator', () => {
     // (4 MiB − one burst of 256 KiB) at 1 MiB/s = 3.75 s of virtual time.
     const expectedMs = ((16 * chunk - chunk) / rate) * 1000;
     assert.ok(Math.abs(clock.ms - expectedMs) <= expectedMs * 0.02, `took ${clock.ms} ms of virtual time, expected ~${expectedMs}`);
+  });
+});
+
+describe('Replicator: placement and the time window', () => {
+  let dir: string;
+  let n = 0;
+  const fresh = async (): Promise<ChunkStore> => ChunkStore.open(join(dir, `node${n++}`));
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pxeha-repl-window-'));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  it('advertises an offered version held whole without fetching it, and never fetches one only partly held', async () => {
+    const a = image(11, 4096, 3);
+    const b = image(12, 4096, 3);
+    const node = await fresh();
+    for (const [h, bytes] of a.bytes) await node.put(h, bytes);
+    await node.put([...b.bytes.keys()][0]!, [...b.bytes.values()][0]!);
+    const r = new Replicator({
+      chunks: node,
+      wanted: () => [],
+      offered: () => [a.version, b.version],
+      peers: () => [{ name: 'p', baseUrl: 'http://p', versions: new Set([a.version.id, b.version.id]) }],
+      fetchChunk: async () => assert.fail('nothing is wanted here: nothing is fetched'),
+    });
+    const result = await r.syncOnce();
+    assert.deepEqual(result.held, [a.version.id]);
+    assert.equal(result.fetched, 0);
+  });
+
+  it('pauses between chunks when the window closes and resumes when it opens', async () => {
+    const { version, bytes } = image(13, 4096, 6);
+    const node = await fresh();
+    let open = true;
+    let fetched = 0;
+    const r = new Replicator({
+      chunks: node,
+      wanted: () => [version],
+      peers: () => [{ name: 'p', baseUrl: 'http://p', versions: new Set([version.id]) }],
+      parallel: 1,
+      mayFetch: () => open,
+      fetchChunk: async (_peer, hash) => {
+        if (++fetched === 2) open = false; // the window closes during the second chunk
+        return bytes.get(hash)!;
+      },
+    });
+    const first = await r.syncOnce();
+    assert.equal(first.fetched, 2, 'the chunk in flight lands, no further one is started');
+    assert.equal(first.waiting, true);
+    assert.equal(r.waiting(), true);
+    assert.deepEqual(first.held, []);
+    const closed = await r.syncOnce();
+    assert.equal(closed.fetched, 0);
+    open = true;
+    const second = await r.syncOnce();
+    assert.equal(second.fetched, 4);
+    assert.equal(second.waiting, false);
+    assert.equal(r.waiting(), false);
+    assert.deepEqual(second.held, [version.id]);
+  });
+});
+
+describe('httpChunkFetcher (127.0.0.1)', () => {
+  const body = seededBytes(9, 300_000);
+  let server: http.Server;
+  let peer: ReplicaPeer;
+  const seen: { url: string; authorization: string | undefined }[] = [];
+  before(async () => {
+    server = http.createServer((req, res) => {
+      seen.push({ url: req.url ?? '', authorization: req.headers.authorization });
+      const hash = (req.url ?? '').split('/').pop() ?? '';
+      if (hash.startsWith('0')) res.writeHead(404).end('{"code":"PXE_ERR_NOT_FOUND"}');
+      else if (hash.startsWith('1')) {
+        // Announces the whole body, sends half, then drops the connection.
+        res.writeHead(200, { 'content-length': body.length });
+        res.write(body.subarray(0, body.length / 2), () => res.socket?.destroy());
+      } else res.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    peer = { name: 'p', baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, versions: new Set() };
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('returns the body with the bearer sent, and refuses errors, a wrong size and a short body', async () => {
+    const fetchChunk = httpChunkFetcher(async () => 'tok');
+    const signal = new AbortController().signal;
+    const ok = 'a'.repeat(64);
+    assert.ok(Buffer.from(await fetchChunk(peer, ok, body.length, signal)).equals(body));
+    // Twice more on kept-alive connections.
+    for (let i = 0; i < 2; i++) assert.equal((await fetchChunk(peer, ok, body.length, signal)).length, body.length);
+    assert.deepEqual(seen[0], { url: `/api/v1/chunks/${ok}`, authorization: 'Bearer tok' });
+    await assert.rejects(fetchChunk(peer, '0'.repeat(64), body.length, signal), /HTTP 404/);
+    await assert.rejects(fetchChunk(peer, ok, body.length - 1, signal), /announced/);
+    await assert.rejects(fetchChunk(peer, '1'.repeat(64), body.length, signal));
   });
 });
 

@@ -24,4 +24,20 @@ describe('imagesStatusOf', () => {
     assert.deepEqual(s.versions[1]!.holders, { n1: { state: 'held' }, n2: { state: 'copying', percent: 32 }, n3: { state: 'missing' } });
     assert.deepEqual(Object.values(s.versions[0]!.holders).map(holdingText), ['held', 'held', 'missing']);
   });
+
+  it('marks nodes an image is not placed on, unless they hold it (the publisher)', () => {
+    const a = 'a'.repeat(64);
+    const s = imagesStatusOf({
+      observer: 'n1',
+      versions: [{ name: 'big', id: a, publishedAtMs: 1, bytes: 100, files: 1, channels: [] }],
+      members: [
+        { name: 'n1', images: [a] },
+        { name: 'n2', images: [] },
+        { name: 'n3', images: [] },
+      ],
+      progress: [],
+      placed: (image, node) => image === 'big' && node !== 'n1' && node !== 'n3',
+    });
+    assert.deepEqual(s.versions[0]!.holders, { n1: { state: 'held' }, n2: { state: 'missing' }, n3: { state: 'not placed' } });
+  });
 });

@@ -15,12 +15,15 @@ export interface ImageVersionInfo {
   channels: string[];
 }
 
-export type Holding = { state: 'held' } | { state: 'copying'; percent: number } | { state: 'missing' };
+/** `not placed`: the image is placed on other nodes (src/images/placement.ts); this one is not to hold it. */
+export type Holding = { state: 'held' } | { state: 'copying'; percent: number } | { state: 'missing' } | { state: 'not placed' };
 
 export interface ImagesStatus {
   observer: string;
   nodes: string[];
   versions: (ImageVersionInfo & { holders: Record<string, Holding> })[];
+  /** The observer's replication window (node config images.window), when it has one. */
+  window?: { start: string; end: string; open: boolean; waiting: boolean };
 }
 
 export function imagesStatusOf(input: {
@@ -29,6 +32,8 @@ export function imagesStatusOf(input: {
   members: readonly { name: string; images: readonly string[] }[];
   /** The observer's own progress (ids it is copying). */
   progress: readonly VersionProgress[];
+  /** Whether a node is to hold versions of an image (placement); default every node. */
+  placed?: (image: string, node: string) => boolean;
 }): ImagesStatus {
   const nodes = input.members.map((m) => m.name).sort();
   const heldBy = new Map(input.members.map((m) => [m.name, new Set(m.images)]));
@@ -40,6 +45,10 @@ export function imagesStatusOf(input: {
       for (const n of nodes) {
         if (heldBy.get(n)?.has(v.id)) holders[n] = { state: 'held' };
         else {
+          if (input.placed && !input.placed(v.name, n)) {
+            holders[n] = { state: 'not placed' };
+            continue;
+          }
           const p = n === input.observer ? progress.get(v.id) : undefined;
           holders[n] = p && p.heldBytes > 0 ? { state: 'copying', percent: Math.floor((p.heldBytes / Math.max(1, p.bytes)) * 100) } : { state: 'missing' };
         }

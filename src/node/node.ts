@@ -54,7 +54,21 @@ import { IMAGES_PREFIX } from '../images/catalog.js';
 import { parseImageEntry, versionInfos, wantedVersions, type ImageEntry } from '../images/image-watch.js';
 import { httpChunkFetcher, Replicator } from '../images/replicator.js';
 import { imagesStatusOf } from '../images/status.js';
+import { parsePinnedPath, resolveImageRef, type ResolvedImage } from '../images/image-ref.js';
+import type { ImageFileSources } from '../images/serve.js';
 import { TokenBucket } from '../images/throttle.js';
+import {
+  chunksToKeep,
+  imagePlacementJob,
+  parsePlacementRecord,
+  parsePlanRecord,
+  placedOn,
+  PLACEMENT_PREFIX,
+  PLAN_PREFIX,
+  type PlacementRecord,
+  type PlanRecord,
+} from '../images/placement.js';
+import { inWindow, msUntilWindowOpens } from '../images/window.js';
 
 /** How often renewals queued while degraded are tried again once the store is back. */
 const DEGRADED_FLUSH_RETRY_MS = 1000;
@@ -110,8 +124,27 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     await holdings.refresh();
     // Image chunks (src/images/): held under the data dir, replicated from peers once the
     // cluster and access control are up (below).
-    const chunks = await ChunkStore.open(config.dataDir, { onCorrupt: (report) => log.error(report, 'corrupt image chunk quarantined') });
+    const chunks = await ChunkStore.open(config.dataDir, {
+      onCorrupt: (report) => {
+        metrics.imageChunksCorrupt.inc();
+        log.error(report, 'corrupt image chunk quarantined');
+        // No longer held: a pass now drops the versions it belonged to and fetches it again.
+        replicator?.kick();
+      },
+    });
     let replicator: Replicator | undefined;
+    // Version ids of an image, for the leader's placement planning (set once the watch is open).
+    let imageVersionsOf = (_image: string): string[] => [];
+    // The catalog as this node's watch sees it (set once the watch is open, below): profiles'
+    // image references resolve against it, once per boot script or DHCP answer.
+    let imageEntries = (): readonly ImageEntry[] => [];
+    const resolveImage = (ref: string): ResolvedImage | undefined => {
+      try {
+        return resolveImageRef(ref, imageEntries());
+      } catch {
+        return undefined; // a malformed reference (the schema prevents it) names nothing
+      }
+    };
     // Operator overrides (drain, weight; src/cluster/node-overrides.ts): republished at once.
     let republish = (): void => undefined;
     const overrides = await NodeOverrideWatch.open(store, config.name, (err) => log.error({ err }, 'node override watch failed'), () => republish());
@@ -136,12 +169,14 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
             onRemoved: (n) => metrics.leaseRecordsExpired.inc(n),
           }),
           placementJob({ mode: () => currentConfig.dhcp.rebalance, now: () => clock.now(), self: config.name }),
+          imagePlacementJob({ self: config.name, now: () => clock.now(), versionsOf: (image) => imageVersionsOf(image) }),
         ],
         clock,
         log,
         leaseRecords: () => leases.size,
         artifacts: () => holdings.held(),
         images: () => replicator?.held() ?? [],
+        ...(config.labels ? { labels: config.labels } : {}),
         onHealth: (health) => {
           metrics.nodeDegraded.set(health.state === 'degraded' ? 1 : 0);
           metrics.clusterLeader.set(health.leader ? 1 : 0);
@@ -190,6 +225,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         addresses: m.record.addresses,
         httpPort: m.record.httpPort,
         holds: new Set(m.record.artifacts),
+        images: new Set(m.record.images),
       }));
       bootNodes = healthyBootNodes.filter((n) => placed.has(n.name));
       dhcpView?.update(
@@ -231,7 +267,9 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
           ? {
               bootTarget: (ctx: RequestContext): BootTarget | undefined => {
                 const machine = inventory.findMachine(ctx.request.mac, undefined);
-                const needed = profileArtifacts(inventory.profileFor(machine, ctx.cluster.config));
+                const profile = inventory.profileFor(machine, ctx.cluster.config);
+                // Image files count only on nodes holding the version the image resolves to now.
+                const needed = profileArtifacts(profile, profile?.image !== undefined ? resolveImage(profile.image) : undefined);
                 if (!ctx.request.isIpxe) {
                   const file = pxeFileForArch(ctx.request.clientArch, ctx.cluster.config.boot.files);
                   if (file !== undefined && isLocalArtifact(file)) needed.push(file.replace(/^\/+/, ''));
@@ -316,7 +354,8 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         machines: [...configured, ...discovered].map((m) => {
           const lastNode = inventory.status(m.mac)?.lastNode;
           const profile = inventory.profileFor(m.machine, currentConfig);
-          return { mac: m.mac, ...('name' in m ? { name: m.name } : {}), ...(profile ? { profile } : {}), ...(lastNode ? { lastNode } : {}) };
+          const image = profile?.image !== undefined ? resolveImage(profile.image) : undefined;
+          return { mac: m.mac, ...('name' in m ? { name: m.name } : {}), ...(profile ? { profile } : {}), ...(image ? { image } : {}), ...(lastNode ? { lastNode } : {}) };
         }),
       });
     };
@@ -351,10 +390,43 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       () => replicator?.kick(),
     );
     cleanups.push(() => images.close());
+    imageEntries = () => images.values();
+    // Placement (src/images/placement.ts): which images this node is to pull. A node pulls only
+    // images placed on it, advertises any version it holds whole, and gc keeps a version not
+    // placed here until its planned holders hold it.
+    const parseLogged =
+      <T>(parse: (value: string, key: string) => T) =>
+      (value: string, key: string): T | undefined => {
+        try {
+          return parse(value, key);
+        } catch (err) {
+          log.error({ key, err: (err as Error).message }, 'invalid image placement record in the store skipped');
+          return undefined;
+        }
+      };
+    const imagePlacements = await PrefixCache.open<PlacementRecord>(store, PLACEMENT_PREFIX, parseLogged(parsePlacementRecord), (err) => log.error({ err }, 'image placement watch failed'), () =>
+      replicator?.kick(),
+    );
+    cleanups.push(() => imagePlacements.close());
+    const imagePlans = await PrefixCache.open<PlanRecord>(store, PLAN_PREFIX, parseLogged(parsePlanRecord), (err) => log.error({ err }, 'image plan watch failed'), () => replicator?.kick());
+    cleanups.push(() => imagePlans.close());
+    const versionEntries = () => images.values().flatMap((e) => (e.kind === 'version' ? [e] : []));
+    imageVersionsOf = (image) => versionEntries().flatMap((e) => (e.name === image ? [e.id] : []));
+    const selfPlacement = { name: config.name, ...(config.labels ? { labels: config.labels } : {}) };
+    const placedHere = (image: string): boolean => placedOn(selfPlacement, imagePlacements.get(image), imagePlans.get(image));
+    const replicationWindow = config.images.window;
     const bandwidth = config.images.bandwidthBytesPerSecond;
     replicator = new Replicator({
       chunks,
-      wanted: () => wantedVersions(images.values()),
+      wanted: () => wantedVersions(images.values().filter((e) => e.kind !== 'version' || placedHere(e.name))),
+      offered: () => wantedVersions(versionEntries().filter((e) => !placedHere(e.name))),
+      ...(replicationWindow
+        ? {
+            mayFetch: () => inWindow(new Date(clock.now()), replicationWindow),
+            // Asked again at least every minute (a clock set, a window edited by a restart).
+            waitMs: () => Math.min(60_000, Math.max(1000, msUntilWindowOpens(new Date(clock.now()), replicationWindow))),
+          }
+        : {}),
       peers: () =>
         cluster.membership
           .members()
@@ -367,28 +439,74 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         log.info({ images: held }, 'image versions held whole changed');
         void cluster.membership.publish();
       },
-      onReject: (peer, hash, err) => log.warn({ peer, hash, err: err.message }, 'image chunk fetch failed; trying another holder'),
+      onReject: (peer, hash, err) => {
+        metrics.imageChunksRejected.inc({ peer });
+        log.warn({ peer, hash, err: err.message }, 'image chunk fetch failed; trying another holder');
+      },
+      onFetched: (peer, _hash, bytes) => {
+        metrics.imageChunksFetched.inc({ peer });
+        metrics.imageBytesFetched.inc({ peer }, bytes);
+      },
     });
     const replicatorNow = replicator;
     cluster.membership.on('change', () => replicatorNow.kick());
     replicatorNow.start((err) => log.error({ err }, 'image replication pass failed'));
     cleanups.push(() => replicatorNow.close());
+    const imageFiles: ImageFileSources = {
+      held: () => replicatorNow.held(),
+      manifestOf: (name, version) => {
+        const entry = images.get(`${name}/versions/${version}`);
+        return entry?.kind === 'version' ? entry.record.manifest : undefined;
+      },
+      chunks,
+    };
     const httpContext: HttpContext = {
       chunks,
-      images: () =>
-        imagesStatusOf({
+      imageFiles,
+      resolveImage,
+      images: () => ({
+        ...imagesStatusOf({
           observer: config.name,
           versions: versionInfos(images.values()),
           members: cluster.membership.members().map((m) => ({ name: m.record.name, images: m.record.images })),
           progress: replicatorNow.progress(),
+          placed: (image, node) => {
+            const labels = cluster.membership.members().find((m) => m.record.name === node)?.record.labels;
+            return placedOn({ name: node, ...(labels ? { labels } : {}) }, imagePlacements.get(image), imagePlans.get(image));
+          },
         }),
+        ...(replicationWindow
+          ? { window: { ...replicationWindow, open: inWindow(new Date(clock.now()), replicationWindow), waiting: replicatorNow.waiting() } }
+          : {}),
+      }),
+      imagesGc: async (graceMs) => {
+        const versions = versionEntries();
+        const names = [...new Set(versions.map((v) => v.name))];
+        const keep = chunksToKeep({
+          self: selfPlacement,
+          versions: versions.map((v) => ({ name: v.name, id: v.id, manifest: v.record.manifest })),
+          placements: new Map(names.flatMap((n) => (imagePlacements.get(n) ? [[n, imagePlacements.get(n)!] as const] : []))),
+          plans: new Map(names.flatMap((n) => (imagePlans.get(n) ? [[n, imagePlans.get(n)!] as const] : []))),
+          members: cluster.membership.members().map((m) => ({ name: m.record.name, images: m.record.images, ...(m.record.labels ? { labels: m.record.labels } : {}) })),
+        });
+        const result = await chunks.gc(keep, { graceMs });
+        replicatorNow.kick(); // versions no longer whole here stop being advertised
+        log.info({ deleted: result.deleted.length, deletedBytes: result.deletedBytes, spared: result.spared }, 'image chunks collected');
+        return result;
+      },
       auth,
       nodeName: config.name,
       advertiseAddress: config.advertiseAddress,
       httpPort: config.http.port,
       artifactsRoot,
       onArtifactFetched: (clientIp, relativePath) => {
-        if (inventory.listProfiles().some((p) => p.boot.kind === 'kernel' && isLocalArtifact(p.boot.kernel) && p.boot.kernel.replace(/^\/+/, '') === relativePath)) {
+        const pinned = parsePinnedPath(relativePath);
+        const inImage = pinned !== undefined && !('refused' in pinned) ? pinned : undefined;
+        const isKernel = (p: Profile): boolean =>
+          p.boot.kind === 'kernel' &&
+          isLocalArtifact(p.boot.kernel) &&
+          (inImage ? p.image?.startsWith(`${inImage.name}@`) === true && p.boot.kernel.replace(/^\/+/, '') === inImage.path : p.image === undefined && p.boot.kernel.replace(/^\/+/, '') === relativePath);
+        if (inventory.listProfiles().some(isKernel)) {
           recordStageAt(clientIp, 'kernel');
         }
       },
@@ -410,10 +528,12 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
               const after = placementNow(record);
               return { mode: after.mode, record, moved: movedMachines(before, after) };
             },
-            bootServers: (mac: string, profile: Profile | undefined, clientIp: string | undefined): ServingNode[] => {
+            bootServers: (mac: string, profile: Profile | undefined, clientIp: string | undefined, image?: ResolvedImage): ServingNode[] => {
               const ip = clientIp !== undefined && /^\d+\.\d+\.\d+\.\d+$/.test(clientIp) ? ipToInt(clientIp) : undefined;
               const networks = ip === undefined ? [] : currentConfig.subnets.map((sub) => parseCidr(sub.subnet)).filter((net) => networkContains(net, ip));
-              return bootServersOf(mac, profileArtifacts(profile), networks);
+              // A SAN disk lists every holder (iPXE multipath); kernels and initrds the best three.
+              const max = profile?.boot.kind === 'sanboot' ? Number.MAX_SAFE_INTEGER : undefined;
+              return bootServersOf(mac, profileArtifacts(profile, image), networks, max);
             },
           }
         : {}),
@@ -426,6 +546,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         metrics,
         log,
         onTransferDone: (clientIp) => recordStageAt(clientIp, 'tftp'),
+        images: imageFiles,
       });
       cleanups.push(() => tftp.close());
       log.info({ addresses: tftp.addresses, root: httpContext.artifactsRoot }, 'tftp listening');

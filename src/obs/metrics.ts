@@ -169,6 +169,30 @@ export class Metrics {
     help: 'Offered and released lease records the leader removed after they ended',
     registers: [this.registry],
   });
+  // Image replication (src/images/replicator.ts, chunk-store.ts).
+  readonly imageChunksFetched = new Counter({
+    name: 'pxeha_image_chunks_fetched_total',
+    help: 'Image chunks fetched from peers, verified and stored, by peer',
+    labelNames: ['peer'] as const,
+    registers: [this.registry],
+  });
+  readonly imageBytesFetched = new Counter({
+    name: 'pxeha_image_bytes_fetched_total',
+    help: 'Bytes of image chunks fetched from peers, verified and stored, by peer (payload only)',
+    labelNames: ['peer'] as const,
+    registers: [this.registry],
+  });
+  readonly imageChunksRejected = new Counter({
+    name: 'pxeha_image_chunks_rejected_total',
+    help: 'Image chunk fetches refused (transport or HTTP error, wrong size, bytes not matching the hash), by peer',
+    labelNames: ['peer'] as const,
+    registers: [this.registry],
+  });
+  readonly imageChunksCorrupt = new Counter({
+    name: 'pxeha_image_chunks_corrupt_total',
+    help: 'Image chunks on this node\'s disk found corrupt on read and quarantined (never served)',
+    registers: [this.registry],
+  });
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });

@@ -27,7 +27,11 @@ export type TftpRefusalReason =
   | 'write-request'
   | 'bad-mode'
   | 'malformed'
-  | 'busy';
+  | 'busy'
+  /** A pinned image path that is malformed (src/images/image-ref.ts). */
+  | 'bad-image-path'
+  /** An image version this node does not hold whole (yet): another holder serves it. */
+  | 'not-held';
 
 export interface Refusal {
   reason: TftpRefusalReason;
@@ -38,13 +42,14 @@ export interface Refusal {
 }
 
 export type OpenResult =
-  | { ok: true; handle: FileHandle; path: string; stats: Stats }
+  | { ok: true; handle: FileHandle; path: string; stats: Stats; size: number }
   | ({ ok: false } & Refusal);
 
 /** File not found → 1 (RFC 1350), a write request → 2, other path refusals → 2 (access violation). */
 export function refusal(reason: TftpRefusalReason, message: string): Refusal {
   switch (reason) {
     case 'not-found':
+    case 'not-held': // like a missing file, so the client tries the next server it knows
       return { reason, code: TftpErrorCode.FILE_NOT_FOUND, message };
     case 'bad-mode':
     case 'malformed':
@@ -106,7 +111,7 @@ export async function openForRead(root: string, requested: string): Promise<Open
       await handle.close();
       return refuse('outside-root', `${shown} resolves outside the artifacts root`);
     }
-    return { ok: true, handle, path, stats };
+    return { ok: true, handle, path, stats, size: stats.size };
   } catch (err) {
     await handle.close().catch(() => undefined);
     return refuse(errnoReason(err), `${shown}: cannot be read`);

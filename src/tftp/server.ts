@@ -9,6 +9,10 @@
  *   (root-relative, `..`/NUL/over-long refused, symlinks out of the root refused, regular files
  *   only); options per negotiate.ts. The file
  *   is read through a FileHandle a window plus a bounded read-ahead at a time, never whole.
+ * - RRQ of a pinned image path (`images/<name>/<version>/<path>`, with `images` set): served from
+ *   the chunk store through one verified stream per transfer (src/images/serve.ts), only while
+ *   this node holds the version whole; a chunk that fails its hash ends the transfer with
+ *   ERROR 0 before any of its bytes are sent.
  * - WRQ: refused with ERROR 2 "read-only server" (counted as reason write-request).
  * - A request from a client address:port that already has a transfer is a retransmitted RRQ
  *   (our first reply was slow or lost): it is dropped, the transfer's own timer re-sends.
@@ -34,7 +38,7 @@
  * to HTTP's.
  */
 import dgram from 'node:dgram';
-import { realpath, type FileHandle } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { PxehaError } from '../errors.js';
 import { silentLogger, type Logger } from '../obs/log.js';
@@ -43,7 +47,9 @@ import { DecodeError } from '../protocol/bytes.js';
 import { Opcode, TransferMode } from '../protocol/tftp/codes.js';
 import { decodeTftp, encodeDataHeader, encodeTftp, type RequestPacket, type TftpPacket } from '../protocol/tftp/packet.js';
 import { DEFAULT_TFTP_POLICY, negotiateRead, type ReadMode, type TftpPolicy } from './negotiate.js';
-import { openForRead, refusal, type Refusal, type TftpRefusalReason } from './open-file.js';
+import { checkRequestPath } from '../artifacts/resolve.js';
+import { findImageFile, ImageFileSource, type ImageFileSources } from '../images/serve.js';
+import { filenameToPath, openForRead, refusal, type Refusal, type TftpRefusalReason } from './open-file.js';
 import {
   initialTransferState,
   step,
@@ -69,6 +75,17 @@ export interface TftpServerOptions {
   maxTransfers?: number;
   /** Called when a client received a whole file (boot stage `tftp` for the machine at that address). */
   onTransferDone?: (clientAddress: string, file: string) => void;
+  /**
+   * Pinned image files (`images/<name>/<version>/<path>`, src/images/serve.ts), read straight
+   * from the chunk store through one verified stream per transfer; absent: only the root.
+   */
+  images?: ImageFileSources;
+}
+
+/** What a transfer reads its file through: a FileHandle, or an image file's chunk stream. */
+interface ReadSource {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
 }
 
 export interface TftpServer {
@@ -165,7 +182,7 @@ class Transfer {
   constructor(
     private readonly socket: dgram.Socket,
     private readonly client: Endpoint,
-    private readonly file: FileHandle,
+    private readonly file: ReadSource,
     state: TransferState,
     private readonly server: Server,
     readonly fields: Record<string, unknown>,
@@ -333,6 +350,7 @@ class Server implements TftpServer {
     policy: TftpPolicy,
     private readonly maxTransfers: number,
     private readonly onTransferDone: TftpServerOptions['onTransferDone'],
+    private readonly images: ImageFileSources | undefined,
   ) {
     this.metrics = new TftpMetrics(nodeMetrics);
     this.registry = nodeMetrics.registry;
@@ -454,7 +472,7 @@ class Server implements TftpServer {
     fields: Record<string, unknown>,
   ): Promise<void> {
     const key = `${client.address}:${client.port}`;
-    const opened = await openForRead(this.root, request.filename);
+    const opened = this.openImage(request.filename) ?? (await openForRead(this.root, request.filename));
     if (!opened.ok) {
       this.transfers.delete(key);
       this.refuse(listener, client, opened, fields);
@@ -474,14 +492,31 @@ class Server implements TftpServer {
       this.log.warn({ ...fields, err: (err as Error).message }, 'tftp: no socket for a transfer');
       return;
     }
-    const negotiated = negotiateRead(request.options, mode, opened.stats.size, this.policy);
+    const negotiated = negotiateRead(request.options, mode, opened.size, this.policy);
     const state = initialTransferState(transferConfig(mode, negotiated, this.policy));
     Object.assign(fields, { blksize: negotiated.blksize, windowsize: negotiated.windowsize, tid: socket.address().port });
     const transfer = new Transfer(socket, client, opened.handle, state, this, fields);
     this.transfers.set(key, transfer);
-    this.log.debug({ ...fields, size: opened.stats.size, options: Object.fromEntries(request.options) }, 'tftp transfer started');
+    this.log.debug({ ...fields, size: opened.size, options: Object.fromEntries(request.options) }, 'tftp transfer started');
     transfer.start();
     if (this.closing) transfer.abort(SHUTDOWN_MESSAGE);
+  }
+
+  /**
+   * A pinned image path opened as one verified chunk stream, a refusal, or undefined for any
+   * other path (an artifact under the root). The path rules are the artifacts' (leading `/`,
+   * `..`, NUL, length) before the image rules.
+   */
+  private openImage(filename: string): ({ ok: true; handle: ReadSource; size: number } | ({ ok: false } & Refusal)) | undefined {
+    if (!this.images) return undefined;
+    const name = filenameToPath(filename);
+    const checked = name === undefined ? undefined : checkRequestPath(name);
+    if (!checked?.ok) return undefined; // openForRead refuses it with its reason
+    const found = findImageFile(checked.relative, this.images);
+    if (!found) return undefined;
+    if (!found.ok) return { ok: false, ...refusal(found.reason === 'bad-path' ? 'bad-image-path' : found.reason, found.message) };
+    const source = new ImageFileSource(found.file, this.images.chunks);
+    return { ok: true, handle: source, size: source.size };
   }
 
   close(): Promise<void> {
@@ -509,7 +544,7 @@ export async function startTftpServer(options: TftpServerOptions): Promise<TftpS
     throw new PxehaError('PXE_ERR_CONFIG_INVALID', `tftp root ${options.root}: ${(err as Error).message}`, { cause: err });
   }
   const policy: TftpPolicy = { ...DEFAULT_TFTP_POLICY, ...options.policy };
-  const server = new Server(root, options.metrics ?? new Metrics(), options.log ?? silentLogger(), policy, options.maxTransfers ?? 1000, options.onTransferDone);
+  const server = new Server(root, options.metrics ?? new Metrics(), options.log ?? silentLogger(), policy, options.maxTransfers ?? 1000, options.onTransferDone, options.images);
   const addresses = options.address === undefined ? ['0.0.0.0'] : typeof options.address === 'string' ? [options.address] : [...options.address];
   let port = options.port ?? 69;
   try {

@@ -8,6 +8,7 @@ import type { Auth } from '../../auth/auth.js';
 import { renderBootScript, renderTemplate, templateView, type FirmwareFacts, type ServingNode } from '../../boot/render.js';
 import { normalizeMacText } from '../../inventory/inventory.js';
 import type { HttpContext } from '../context.js';
+import type { ResolvedImage } from '../../images/image-ref.js';
 
 const MacParam = Type.String({ pattern: '^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$' });
 
@@ -42,6 +43,16 @@ function factsOf(q: BootQueryT, ip: string | undefined): FirmwareFacts {
   return facts;
 }
 
+/** Why an image-backed profile cannot boot now, or undefined when some node serves its version. */
+function imageUnavailable(ctx: HttpContext, ref: string, image: ResolvedImage | undefined, servers: readonly ServingNode[] | undefined): string | undefined {
+  if (!image) return `image ${ref} is not known (no such image, channel or version)`;
+  const what = `version ${image.version.slice(0, 12)} of image ${image.name}`;
+  if (servers !== undefined) return servers.length === 0 ? `no node holds ${what} whole yet` : undefined;
+  // A single node serves everything itself: only if it holds the version.
+  const held = ctx.imageFiles?.held() ?? [];
+  return [...held].includes(image.version) ? undefined : `this node does not hold ${what} whole yet`;
+}
+
 export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext, auth: Auth): void {
   app.get<{ Querystring: BootQueryT }>('/boot.ipxe', { schema: { querystring: BootQuery, hide: true } }, async (req, reply) => {
     const facts = factsOf(req.query, req.ip);
@@ -51,9 +62,24 @@ export function registerBootRoutes(app: FastifyInstance, ctx: HttpContext, auth:
     const status = await ctx.inventory.recordStage(facts.mac, 'script', ctx.nodeName, ctx.clock.now(), seen);
     ctx.metrics.bootStages.inc({ stage: 'script' });
     if (!machine) ctx.log.info({ mac: facts.mac, uuid: facts.uuid }, 'unknown machine discovered');
-    const servers = ctx.bootServers?.(facts.mac, profile, facts.ip);
+    // The image's channel is resolved once, here: the boot servers and every URL of the script
+    // name that version, so a switch during this boot cannot mix versions.
+    const image = profile?.image !== undefined ? ctx.resolveImage?.(profile.image) : undefined;
+    const servers = ctx.bootServers?.(facts.mac, profile, facts.ip, image);
+    const imageProblem = profile?.image === undefined ? undefined : imageUnavailable(ctx, profile.image, image, servers);
+    if (imageProblem) ctx.log.warn({ mac: facts.mac, image: profile?.image, problem: imageProblem }, 'image of the profile not served');
     const callbackToken = await auth.machineToken(facts.mac);
-    const script = renderBootScript({ facts, machine, profile, status, node: servingNode(ctx, req), callbackToken, ...(servers ? { servers } : {}) });
+    const script = renderBootScript({
+      facts,
+      machine,
+      profile,
+      status,
+      node: servingNode(ctx, req),
+      callbackToken,
+      ...(servers ? { servers } : {}),
+      ...(image ? { image } : {}),
+      ...(imageProblem ? { imageProblem } : {}),
+    });
     return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(script);
   });
 
