@@ -5,6 +5,8 @@
  *   buckets by the survivors), its weight or drain flag or applied configuration changes, the
  *   leader changes, an operator override or the placement record (rebalance) changes, and this
  *   node's own store connectivity (degraded);
+ * - boot images: a version is published or removed, a channel moves (set, rollback, promote),
+ *   a node comes to hold a version whole or stops holding it (its membership record's images);
  * - machine boot stages as they are recorded, and lease changes summarized once a second;
  * - per-minute counts of boot stages (the boot funnel): DHCP bindings from the lease watch,
  *   the other stages from machine-status writes.
@@ -22,6 +24,7 @@ import { bucketShares } from '../dhcp/designation.js';
 import { LEASE_PREFIX, parseLeaseRecord } from '../dhcp/lease-record.js';
 import { STATUS_PREFIX } from '../inventory/inventory.js';
 import type { MachineStatus } from '../boot/render.js';
+import { IMAGES_PREFIX, parseImageKey } from '../images/catalog.js';
 import { DEFAULT_ELECTION_PREFIX, leader as currentLeader } from '../store/election.js';
 import type { Store, WatchEvent, Watcher } from '../store/store.js';
 import type { Logger } from '../obs/log.js';
@@ -43,7 +46,8 @@ export type DashboardEventKind =
   | 'placement'
   | 'self'
   | 'machine-stage'
-  | 'leases';
+  | 'leases'
+  | 'images';
 
 export interface DashboardEvent {
   id: number;
@@ -83,6 +87,9 @@ export class DashboardHub {
   readonly #members = new Map<string, KnownMember>();
   readonly #overrides = new Map<string, NodeOverride>();
   readonly #leases = new Map<string, { state: string; clientKey: string }>();
+  /** Image version id → image name; channel key → the version id it serves. */
+  readonly #imageVersions = new Map<string, string>();
+  readonly #imageChannels = new Map<string, string>();
   readonly #stages = new Map<string, { stage?: string; atMs?: number }>();
   readonly #funnel = new Map<number, Record<FunnelStage, number>>();
   #leaseSummary = new Map<string, Record<string, number>>();
@@ -272,7 +279,10 @@ export class DashboardHub {
           if (!r) continue;
           const known = this.#members.get(r.name);
           if (!known || known.downSinceMs !== undefined) this.#memberUp(r);
-          else this.#memberChanged(known.record, r);
+          else {
+            this.#imagesHeldChanged(known.record, r);
+            this.#memberChanged(known.record, r);
+          }
           this.#members.set(r.name, { record: r });
         }
       },
@@ -309,6 +319,53 @@ export class DashboardHub {
           if (p && p.atMs === this.#placementAt) continue;
           this.#placementAt = p?.atMs ?? 0;
           this.#emit('placement', 'info', p ? `placement: ${p.by}; placed ${p.members.join(', ') || 'nobody'}` : 'placement record removed', p ? { ...p } : undefined);
+        }
+      },
+    );
+    await follow(
+      IMAGES_PREFIX,
+      (kvs) => {
+        this.#imageVersions.clear();
+        this.#imageChannels.clear();
+        for (const kv of kvs) {
+          const k = parseImageKey(kv.key);
+          if (k?.kind === 'version') this.#imageVersions.set(k.id, k.name);
+          else if (k?.kind === 'channel') {
+            const version = channelVersionOf(kv.value);
+            if (version) this.#imageChannels.set(kv.key, version);
+          }
+        }
+      },
+      (events) => {
+        for (const e of events) {
+          const k = parseImageKey(e.kv.key);
+          if (k?.kind === 'version') {
+            if (e.type === 'delete') {
+              if (!this.#imageVersions.delete(k.id)) continue;
+              this.#emit('images', 'info', `${k.name}: version ${shortId(k.id)} removed`, { image: k.name, version: k.id, change: 'removed' });
+            } else {
+              if (this.#imageVersions.has(k.id)) continue;
+              this.#imageVersions.set(k.id, k.name);
+              this.#emit('images', 'info', `${k.name}: version ${shortId(k.id)} published`, { image: k.name, version: k.id, change: 'published' });
+            }
+          } else if (k?.kind === 'channel') {
+            const previous = this.#imageChannels.get(e.kv.key);
+            if (e.type === 'delete') {
+              if (!this.#imageChannels.delete(e.kv.key)) continue;
+              this.#emit('images', 'info', `${k.name}@${k.channel} removed`, { image: k.name, channel: k.channel, change: 'channel-removed' });
+              continue;
+            }
+            const version = channelVersionOf(e.kv.value);
+            if (!version || version === previous) continue;
+            this.#imageChannels.set(e.kv.key, version);
+            const rollback = channelChangeOf(e.kv.value) === 'rollback';
+            this.#emit(
+              'images',
+              rollback ? 'warn' : 'info',
+              `${k.name}@${k.channel} → ${shortId(version)}${previous ? ` (was ${shortId(previous)})` : ''}${rollback ? ', rolled back' : ''}`,
+              { image: k.name, channel: k.channel, version, ...(previous ? { previous } : {}), change: rollback ? 'rollback' : 'set' },
+            );
+          }
         }
       },
     );
@@ -434,6 +491,18 @@ export class DashboardHub {
     });
   }
 
+  /** A node came to hold image versions whole, or stopped holding them. */
+  #imagesHeldChanged(old: MemberRecord, r: MemberRecord): void {
+    const before = new Set(old.images ?? []);
+    const after = new Set(r.images ?? []);
+    const label = (id: string): string => `${this.#imageVersions.get(id) ?? 'image'} ${shortId(id)}`;
+    const gained = [...after].filter((id) => !before.has(id));
+    const lost = [...before].filter((id) => !after.has(id));
+    if (gained.length === 0 && lost.length === 0) return;
+    const parts = [...(gained.length ? [`holds ${gained.map(label).join(', ')}`] : []), ...(lost.length ? [`no longer holds ${lost.map(label).join(', ')}`] : [])];
+    this.#emit('images', 'info', `${r.name} ${parts.join('; ')}`, { node: r.name, gained, lost });
+  }
+
   #shares(): Map<string, number> {
     const up = [...this.#members.values()].filter((m) => m.downSinceMs === undefined).map((m) => ({ name: m.record.name, weight: m.record.weight ?? 100 }));
     return bucketShares(up);
@@ -456,6 +525,28 @@ function parseStatus(value: string): MachineStatus | undefined {
   try {
     const s = JSON.parse(value) as MachineStatus;
     return typeof s.mac === 'string' ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function shortId(id: string): string {
+  return id.slice(0, 12);
+}
+
+function channelVersionOf(value: string): string | undefined {
+  try {
+    const r = JSON.parse(value) as { version?: unknown };
+    return typeof r.version === 'string' ? r.version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function channelChangeOf(value: string): string | undefined {
+  try {
+    const r = JSON.parse(value) as { change?: unknown };
+    return typeof r.change === 'string' ? r.change : undefined;
   } catch {
     return undefined;
   }

@@ -14,6 +14,8 @@ import { createToken } from '../auth/tokens.js';
 import { effectiveWeight, parseNodeOverride, updateNodeOverride } from '../cluster/node-overrides.js';
 import { writeClusterConfig } from '../config/cluster-store.js';
 import { parseClusterConfig } from '../config/load.js';
+import { memberKey } from '../cluster/member-record.js';
+import { Catalog } from '../images/catalog.js';
 import type { ClusterConfig } from '../config/schema.js';
 import { buildHttpApp } from '../http/app.js';
 import { Inventory } from '../inventory/inventory.js';
@@ -183,5 +185,40 @@ describe('dashboard routes', () => {
     assert.deepEqual(kinds, ['lab1: weight set to 40 (dashboard-test on lab1)', 'lab1: drained (dashboard-test on lab1)']);
     const overrides = (await call(app, 'GET', '/api/v1/node-overrides')).json() as Record<string, unknown>;
     assert.deepEqual(overrides.lab1, { weight: 40, drained: true, atMs: clock.now(), by: 'dashboard-test on lab1' });
+  });
+
+  it('streams image changes as images events: published, channel set and rolled back, a node holding a version', async () => {
+    const app = await appWithUi(join(dir, 'no-ui'));
+    const member = (images: string[]) =>
+      JSON.stringify({ name: 'lab2', addresses: ['10.99.0.2'], httpPort: 8080, version: '0.1.0', configRevision: 1, images, artifacts: [], load: {}, clockMs: clock.now() });
+    await store.put(memberKey('lab2'), member([]));
+    const images = (): Promise<string[]> =>
+      call(app, 'GET', '/api/v1/events/recent').then((r) => (r.json() as Array<{ kind: string; message: string }>).filter((e) => e.kind === 'images').map((e) => e.message));
+    // The hub's watches are open once its first view answers.
+    for (let i = 0; i < 60 && (await call(app, 'GET', '/api/v1/dashboard/cluster')).statusCode !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+    const catalog = new Catalog(store, { nowMs: () => clock.now() });
+    const manifest = (n: number) => ({ format: 1 as const, files: [{ path: 'vmlinuz', size: 10 + n, chunks: [{ hash: n.toString(16).padStart(64, '0'), size: 10 + n, offset: 0 }] }] });
+    const v1 = await catalog.recordVersion('demo', manifest(1));
+    await catalog.setChannel('demo', 'stable', v1.id);
+    const v2 = await catalog.recordVersion('demo', manifest(2));
+    await catalog.setChannel('demo', 'stable', v2.id);
+    await catalog.rollbackChannel('demo', 'stable');
+    await store.put(memberKey('lab2'), member([v1.id]));
+    const s = (id: string) => id.slice(0, 12);
+    const expected = [
+      `demo: version ${s(v1.id)} published`,
+      `demo@stable → ${s(v1.id)}`,
+      `demo: version ${s(v2.id)} published`,
+      `demo@stable → ${s(v2.id)} (was ${s(v1.id)})`,
+      `demo@stable → ${s(v1.id)} (was ${s(v2.id)}), rolled back`,
+      `lab2 holds demo ${s(v1.id)}`,
+    ];
+    let seen: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      seen = await images();
+      if (seen.length >= expected.length) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(seen, expected);
   });
 });

@@ -8,6 +8,10 @@
  * launched it with. The test pastes an operator token into the dashboard's token dialog, checks
  * every page against what the cluster holds, drains node3 through the UI (confirming the
  * dialog) and sees its weight and DHCP buckets go to 0, kills node2 and sees it marked down.
+ * Images: two versions of an image pushed with the CLI show as held on every node in the
+ * replication matrix; a promotion and a rollback through the UI move the channel (checked
+ * through the API); a change decided on a stale view is refused (409) and a viewer's (403),
+ * both said on the page.
  * Screenshots of each page are written to test-artifacts/ui/.
  */
 import assert from 'node:assert/strict';
@@ -16,6 +20,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { seededBytes } from '../../src/images/test-support.js';
 import { writeEventScript, udhcpcOnce } from '../helpers/dhcp-client.js';
 import { defaultHaCluster, HaLab, serverIp } from '../helpers/ha-lab.js';
 import { createSandbox, REPO_ROOT } from '../helpers/netns.js';
@@ -37,7 +42,7 @@ describe('web dashboard in headless Chromium (3 nodes, etcd)', { timeout: 420_00
   let dbIp: string;
 
   /** `pxeha tokens create` through node1's Unix socket; undefined when this build has no tokens. */
-  async function token(role: 'operator' | 'admin'): Promise<string | undefined> {
+  async function token(role: 'viewer' | 'operator' | 'admin'): Promise<string | undefined> {
     const n = ha.nodes[0]!;
     const r = await n.ns.exec([process.execPath, PXEHA, 'tokens', 'create', '--role', role, '--name', `dashboard-e2e-${role}`, '-o', 'json', '--config', n.nodeFile], {
       allowFailure: true,
@@ -199,10 +204,119 @@ describe('web dashboard in headless Chromium (3 nodes, etcd)', { timeout: 420_00
     await shot('funnel');
   });
 
-  it('images: a placeholder until the images issue', async () => {
+  // ---- images ----------------------------------------------------------------------------------
+  let v1 = '';
+  let v2 = '';
+  const short = (id: string): string => id.slice(0, 12);
+  interface ChannelView {
+    channel: string;
+    version: string;
+    history: string[];
+    change: string;
+  }
+  const channelOf = async (channel: string): Promise<ChannelView | undefined> =>
+    (JSON.parse(await curl(0, 'GET', '/api/v1/images/demo')) as { channels: ChannelView[] }).channels.find((c) => c.channel === channel);
+
+  /** `pxeha images push` on node1 (through its Unix socket), as the other image tests do. */
+  async function push(version: number, channel: string): Promise<string> {
+    const n = ha.nodes[0]!;
+    const draft = path.join(n.workDir, `draft-v${version}`);
+    mkdirSync(path.join(draft, 'boot'), { recursive: true });
+    writeFileSync(path.join(draft, 'boot', 'vmlinuz'), seededBytes(700 + version, 3 * 1024 * 1024));
+    writeFileSync(path.join(draft, 'boot', 'initrd.img'), seededBytes(710, 2 * 1024 * 1024));
+    writeFileSync(path.join(draft, 'release'), `demo ${version}\n`);
+    const r = await n.ns.exec([process.execPath, PXEHA, 'images', 'push', draft, '--name', 'demo', '--channel', channel, '-o', 'json', '--config', n.nodeFile], {
+      timeoutMs: 120_000,
+      allowFailure: true,
+    });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    return (JSON.parse(r.stdout) as { id: string }).id;
+  }
+
+  it('images: versions pushed with the CLI show as held on every node, live', async () => {
     await open('images');
-    assert.match(await page.locator('[data-testid="images-placeholder"]').innerText(), /arrive with the images issue/);
+    v1 = await push(1, 'stable');
+    v2 = await push(2, 'test');
+    // Pushed while the page is shown: it follows (images events, and a reload every 2 s).
+    for (const v of [v1, v2]) {
+      for (const n of ['node1', 'node2', 'node3']) {
+        const cell = page.locator(`[data-testid="holding-demo-${short(v)}-${n}"]`);
+        await page.locator(`[data-testid="holding-demo-${short(v)}-${n}"][data-state="held"]`).waitFor({ timeout: 60_000 });
+        assert.match(await cell.innerText(), /held/);
+      }
+    }
+    assert.equal((await page.locator('[data-testid="channel-version-demo-stable"]').innerText()).trim(), short(v1));
+    assert.equal((await page.locator('[data-testid="channel-version-demo-test"]').innerText()).trim(), short(v2));
+    assert.match(await page.locator(`[data-testid="version-demo-${short(v2)}"]`).innerText(), /test/);
+  });
+
+  it('images: promote test → stable, then roll stable back, through the UI', async () => {
+    await page.locator('[data-testid="promote-demo-test"]').click();
+    const dialog = page.locator('[data-testid="confirm-dialog"]');
+    assert.match(await dialog.innerText(), /Promote demo@test\?/);
+    await dialog.locator('[data-testid="dialog-input"]').fill('stable');
+    await dialog.locator('[data-testid="dialog-confirm"]').click();
+    await dialog.waitFor({ state: 'detached' });
+    await page.locator('[data-testid="channel-version-demo-stable"]', { hasText: short(v2) }).waitFor();
+    let stable = await channelOf('stable');
+    assert.equal(stable?.version, v2, 'promotion did not move stable');
+    assert.equal(stable?.history[0], v1);
+
+    await page.locator('[data-testid="rollback-demo-stable"]:not([disabled])').click();
+    assert.match(await dialog.innerText(), new RegExp(`back from ${short(v2)} to ${short(v1)}`));
+    await shot('images-rollback-dialog');
+    await dialog.locator('[data-testid="dialog-confirm"]').click();
+    await dialog.waitFor({ state: 'detached' });
+    await page.locator('[data-testid="channel-version-demo-stable"]', { hasText: short(v1) }).waitFor();
+    stable = await channelOf('stable');
+    assert.equal(stable?.version, v1, 'rollback did not move stable');
+    assert.equal(stable?.change, 'rollback');
+    assert.equal((await channelOf('test'))?.version, v2);
     await shot('images');
+  });
+
+  it('images: a change decided on a stale view is refused (409) and the page says so', async () => {
+    await page.locator('[data-testid="set-version-demo-stable"]').click();
+    const dialog = page.locator('[data-testid="confirm-dialog"]');
+    await dialog.locator('[data-testid="dialog-input"]').selectOption(v2);
+    // Meanwhile someone else moves the channel.
+    await curl(0, 'POST', '/api/v1/images/demo/channels/stable', { version: v2 });
+    await dialog.locator('[data-testid="dialog-confirm"]').click();
+    const error = page.locator('[data-testid="images-error"]');
+    await error.waitFor();
+    assert.match(await error.innerText(), /^Conflict/);
+    assert.match(await error.innerText(), /demo@stable was changed by someone else/);
+    await shot('images-conflict');
+    await page.locator('[data-testid="images-error-dismiss"]').click();
+    await error.waitFor({ state: 'detached' });
+    assert.equal((await channelOf('stable'))?.version, v2);
+  });
+
+  it('images: a viewer sees the matrix but its changes are refused (403), said on the page', async (t) => {
+    const viewerToken = await token('viewer');
+    if (!viewerToken) return t.skip('this build has no tokens');
+    const context = await browser!.newContext({ viewport: { width: 1360, height: 820 } });
+    try {
+      await context.addInitScript((value) => sessionStorage.setItem('pxeha.token', value), viewerToken);
+      const viewer = await context.newPage();
+      viewer.setDefaultTimeout(15_000);
+      await viewer.goto(`${UI}#/images`);
+      await viewer.locator(`[data-testid="holding-demo-${short(v1)}-node1"][data-state="held"]`).waitFor();
+      await viewer.locator('[data-testid="rollback-demo-stable"]').click();
+      await viewer.locator('[data-testid="dialog-confirm"]').click();
+      const error = viewer.locator('[data-testid="images-error"]');
+      await error.waitFor();
+      assert.match(await error.innerText(), /^Not allowed/);
+      assert.match(await error.innerText(), /operator token/);
+      // It stays through the page's reloads (every 2 s) until dismissed.
+      await viewer.waitForTimeout(2500);
+      assert.match(await error.innerText(), /^Not allowed/);
+      // Said on the page, not by asking for another token.
+      assert.equal(await viewer.locator('[data-testid="confirm-dialog"]').count(), 0);
+      assert.equal((await channelOf('stable'))?.version, v2);
+    } finally {
+      await context.close();
+    }
   });
 
   it('drains node3 through the UI: its weight and buckets go to 0', async () => {

@@ -32,7 +32,11 @@ export class ApiError extends Error {
 /** Listeners told when the API refuses the token (401/403). */
 export const authListeners = new Set<(status: number) => void>();
 
-export async function api<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+/**
+ * `prompt: false`: a refusal (401/403) is the caller's to show, the token dialog is not opened
+ * (an action a viewer token may not take, say).
+ */
+export async function api<T>(path: string, init: { method?: string; body?: unknown; prompt?: boolean } = {}): Promise<T> {
   const res = await fetch(path, {
     method: init.method ?? 'GET',
     headers: headers(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
@@ -46,7 +50,7 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
     // not JSON
   }
   if (!res.ok) {
-    if (res.status === 401 || res.status === 403) for (const l of authListeners) l(res.status);
+    if ((res.status === 401 || res.status === 403) && init.prompt !== false) for (const l of authListeners) l(res.status);
     const message = (data as { message?: string })?.message ?? `${res.status} ${res.statusText}`;
     throw new ApiError(res.status, message);
   }

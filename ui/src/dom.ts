@@ -63,12 +63,20 @@ export function confirmDialog(options: {
   message: string;
   confirm: string;
   danger?: boolean;
-  input?: { label: string; value: string; type?: string; options?: string[] };
+  /** `options`: a choice; each a value shown as itself, or a value with a label. */
+  input?: { label: string; value: string; type?: string; options?: (string | { value: string; label: string })[] };
 }): Promise<string | undefined> {
   return new Promise((resolve) => {
     let field: HTMLInputElement | HTMLSelectElement | undefined;
     if (options.input?.options) {
-      field = h('select', { 'data-testid': 'dialog-input' }, ...options.input.options.map((o) => h('option', { value: o, selected: o === options.input!.value }, o || '(selector or default)')));
+      field = h(
+        'select',
+        { 'data-testid': 'dialog-input' },
+        ...options.input.options.map((o) => {
+          const { value, label } = typeof o === 'string' ? { value: o, label: o || '(selector or default)' } : o;
+          return h('option', { value, selected: value === options.input!.value }, label);
+        }),
+      );
     } else if (options.input) {
       field = h('input', { 'data-testid': 'dialog-input', type: options.input.type ?? 'text', value: options.input.value });
     }

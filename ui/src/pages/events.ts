@@ -21,6 +21,7 @@ function draw(root: HTMLElement): void {
       ['all', 'Everything'],
       ['machine-stage', 'Boot stages'],
       ['leases', 'Lease changes'],
+      ['images', 'Image changes'],
     ].map(([v, t]) => h('option', { value: v!, selected: v === filter }, t!)),
   );
   mount(
