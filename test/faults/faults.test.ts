@@ -18,10 +18,11 @@
  * test:faults: a 30 s partition, more clients, more load, bigger initrd). Timings are figures,
  * printed at the end and written to test-artifacts/faults/figures-<form>.json, never asserted.
  *
- * TODO(images, issue 8): "no artifact served that does not match its published hash" — once
- * images are content-addressed and published with their hash, check every served artifact
- * against its published hash. Until then the fetch clients check the SHA-256 of each download
- * against the files this lab placed on the nodes.
+ * "No artifact served that does not match its published hash": the fetch clients fetch files
+ * placed on the nodes and a file of a published image (pushed on node1, replicated, served from
+ * each node's chunk store at its pinned path `images/<name>/<version id>/<file>`), and every
+ * download's SHA-256 is checked against the placed file's, or the bytes published as that
+ * version (a version id names its manifest, so those bytes are the only right answer).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -48,8 +49,10 @@ import {
   placedArtifacts,
   RenewingClients,
   startFaultsLab,
+  publishFaultsImage,
   startFetchLoop,
   type BootResult,
+  type PublishedImageFile,
 } from '../helpers/faults-lab.js';
 import { HaLab, serverIp, startRelayFanout } from '../helpers/ha-lab.js';
 import { createSandbox, REPO_ROOT, type NetnsProcess } from '../helpers/netns.js';
@@ -93,6 +96,7 @@ describe(`fault suite (${FORM} form): 3 pxeha nodes, 3 etcd members, QEMU, perfd
   let ha: HaLab;
   let renewers: RenewingClients;
   let fetcher: NetnsProcess;
+  let imageFile: PublishedImageFile;
   let fanout: NetnsProcess | undefined;
   let macSeq = 0;
   let loadSeq = 0;
@@ -165,8 +169,10 @@ describe(`fault suite (${FORM} form): 3 pxeha nodes, 3 etcd members, QEMU, perfd
     renewers = await RenewingClients.start(ha.clients[1]!, ha.nodes.map((n) => n.ip), { renewMs: P.renewMs });
     for (let i = 0; i < P.renewers; i++) renewers.add(freshMacFor());
     await renewers.waitAllBound();
+    imageFile = await publishFaultsImage(ha);
+    artifacts.sha256[imageFile.path] = imageFile.sha256;
     // Bounded: at most 2000 rounds, 1 s apart; stopped (by PID) when the scenarios are done.
-    fetcher = startFetchLoop(ha.clients[2]!, sandbox.tempDir('pxt-fetch-'), ['faults/blob.bin', 'undionly.kpxe', 'faults/stage2.ipxe'], 2000, 1);
+    fetcher = startFetchLoop(ha.clients[2]!, sandbox.tempDir('pxt-fetch-'), ['faults/blob.bin', 'undionly.kpxe', 'faults/stage2.ipxe', imageFile.path], 2000, 1);
   });
 
   after(async () => {
@@ -399,6 +405,7 @@ describe(`fault suite (${FORM} form): 3 pxeha nodes, 3 etcd members, QEMU, perfd
     const fetches = fetchRecords(fetcher);
     const mismatched = fetches.filter((f) => f.ok && f.sha !== artifacts.sha256[f.file]);
     figures.fetches = { ok: fetches.filter((f) => f.ok).length, failedTries: fetches.filter((f) => !f.ok).length, hashMismatches: mismatched.length };
+    assert.ok(fetches.some((f) => f.ok && f.file === imageFile.path), 'the published image file was fetched');
     const printed = formatFigures(figures);
     const dir = path.join(REPO_ROOT, 'test-artifacts', 'faults');
     mkdirSync(dir, { recursive: true });

@@ -25,7 +25,7 @@ import type { LeaseRecord } from '../../src/dhcp/lease-record.js';
 import { qemuArgs, readConsole, writeSerconPort } from '../../src/lab/qemu.js';
 import { ENABLE_IPV6_NO_DAD_SH, routerAdvertiserArgv } from '../../src/lab/router-advertiser.js';
 import { defaultHaCluster, HaLab, serverIp } from './ha-lab.js';
-import type { Netns, NetnsProcess, Sandbox } from './netns.js';
+import { REPO_ROOT, type Netns, type NetnsProcess, type Sandbox } from './netns.js';
 
 export const FORM: 'short' | 'long' = process.env['PXEHA_FAULTS'] === 'long' ? 'long' : 'short';
 export const LOAD_ADDRESS = '10.99.0.50';
@@ -63,6 +63,43 @@ export function placedArtifacts(initrdMiB: number): PlacedArtifacts {
     'undionly.kpxe': readFileSync('/usr/lib/ipxe/undionly.kpxe'),
   };
   return { files, sha256: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, sha256(v)])) };
+}
+
+export interface PublishedImageFile {
+  /** The file's pinned path on every node (HTTP under /, TFTP as is). */
+  path: string;
+  /** SHA-256 of the bytes published. */
+  sha256: string;
+}
+
+const PXEHA = path.join(REPO_ROOT, 'bin', 'pxeha.js');
+
+/**
+ * Publishes a 3 MiB image `faults` (one file, a few chunks) on node1 with `pxeha images push`
+ * and waits until every node holds the version whole: its file is then served by each node
+ * from its own chunk store.
+ */
+export async function publishFaultsImage(ha: HaLab): Promise<PublishedImageFile> {
+  const n1 = ha.nodes[0]!;
+  const draft = path.join(n1.workDir, 'faults-image');
+  mkdirSync(draft, { recursive: true });
+  const bytes = randomBytes(3 * 1024 * 1024 + 4099);
+  writeFileSync(path.join(draft, 'disk.img'), bytes);
+  const r = await n1.ns.exec([process.execPath, PXEHA, 'images', 'push', draft, '--name', 'faults', '--channel', 'stable', '-o', 'json', '--config', n1.nodeFile], {
+    timeoutMs: 60_000,
+    allowFailure: true,
+  });
+  if (r.code !== 0) throw new Error(`pxeha images push failed:\n${r.stdout}${r.stderr}`);
+  const id = (JSON.parse(r.stdout) as { id: string }).id;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const status = await n1.api<{ versions: Array<{ id: string; holders: Record<string, { state: string }> }> }>('/api/v1/images').catch(() => undefined);
+    const holders = Object.values(status?.versions.find((v) => v.id === id)?.holders ?? {});
+    if (holders.length === NODE_NAMES.length && holders.every((h) => h.state === 'held')) break;
+    if (Date.now() > deadline) throw new Error(`image faults@${id} not held by every node within 60 s: ${JSON.stringify(status)}`);
+    await sleep(200);
+  }
+  return { path: `images/faults/${id}/disk.img`, sha256: sha256(bytes) };
 }
 
 /** A MAC (52:54:00:99:<hi>:<lo>, from `base`) whose bucket `owner` owns among the three nodes, `runnerUp` next. */
@@ -329,6 +366,8 @@ export interface FetchRecord {
 
 /**
  * A bounded loop in `ns`: `rounds` rounds, each fetching every file by HTTP and by TFTP, trying
+ * (a file under `images/` is an image file's pinned path, served from the chunk store; any
+ * other is under the node's artifacts directory)
  * the nodes in turn (first from a rotating start) until one answers, as iPXE's `||` does. Each
  * try prints `ok|fail <proto> <server> <file> <sha256> <ms>`.
  */
@@ -346,7 +385,8 @@ for round in $(seq 1 ${rounds}); do
         idx=$(( (start + k) % 3 + 1 ))
         s=$(echo $servers | cut -d' ' -f$idx)
         rm -f out.bin
-        if [ $proto = http ]; then timeout 5 curl -sf --max-time 4 -o out.bin "http://$s:8080/artifacts/$f"; rc=$?
+        case $f in images/*) url="http://$s:8080/$f" ;; *) url="http://$s:8080/artifacts/$f" ;; esac
+        if [ $proto = http ]; then timeout 5 curl -sf --max-time 4 -o out.bin "$url"; rc=$?
         else timeout 5 tftp -m binary "$s" -c get "$f" out.bin >/dev/null 2>&1; rc=$?; fi
         t=$(date +%s%3N)
         if [ $rc = 0 ] && [ -s out.bin ]; then echo "ok $proto $s $f $(sha256sum out.bin | cut -d' ' -f1) $t"; break
