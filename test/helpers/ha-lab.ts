@@ -364,6 +364,7 @@ export class HaLab {
         // As test/helpers/etcd-cluster.ts: short Raft timings, so elections take fractions of a second.
         '--heartbeat-interval=50',
         '--election-timeout=500',
+        '--pre-vote=true', // see test/helpers/etcd-cluster.ts
         '--logger=zap',
         '--log-outputs=stderr',
         '--log-level=warn',

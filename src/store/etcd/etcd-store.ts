@@ -574,7 +574,7 @@ export class EtcdStore extends EventEmitter implements Store {
   /**
    * A call that began at `since` failed for want of etcd. One failure is only a suspicion: it
    * may be one member's trouble or a leader election (a restarted etcd 3.4 member without
-   * --pre-vote forces one), over in well under a request timeout. The store turns
+   * --pre-vote=true forces one; docs/configuration.md), over in well under a request timeout. The store turns
    * disconnected when a second call, begun after the first failed, fails too with nothing
    * answered meanwhile; a health check is sent at once to be that call. Calls that were
    * already failing when the cluster came back count for nothing.
