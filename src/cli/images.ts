@@ -19,6 +19,7 @@ import { PxehaError } from '../errors.js';
 import { Catalog } from '../images/catalog.js';
 import { ChunkStore } from '../images/chunk-store.js';
 import { publishDraft } from '../images/publish.js';
+import type { ChannelView, ImageDetail } from '../http/routes/image-lifecycle.js';
 import { holdingText, type ImagesStatus } from '../images/status.js';
 import { TokenBucket } from '../images/throttle.js';
 import { progressLine, uploadDraft, type UploadProgress } from '../images/upload.js';
@@ -200,32 +201,6 @@ export function registerImageCommands(program: Command): void {
       if (opts.output === 'json') console.log(JSON.stringify(r));
       else console.log(`${name}: placed on ${replicas === 'all' ? 'all nodes' : `${replicas} node(s)`}${Object.keys(labels).length ? ` labelled ${labelText(labels)}` : ''}; the leader plans which`);
     });
-}
-
-interface ChannelView {
-  channel: string;
-  version: string;
-  history: string[];
-  changedAtMs: number;
-  change: string;
-  modRevision: number;
-}
-
-interface ImageDetail {
-  name: string;
-  versions: {
-    id: string;
-    publishedAtMs: number;
-    note?: string;
-    bytes: number;
-    chunks: number;
-    files: { path: string; size: number; chunks: number }[];
-    channels: string[];
-    holders: ImagesStatus['versions'][number]['holders'];
-  }[];
-  channels: ChannelView[];
-  placement?: { replicas: number | 'all'; labels?: Record<string, string> };
-  plan?: { nodes: string[]; underReplicated?: boolean };
 }
 
 function labelText(labels: Record<string, string>): string {

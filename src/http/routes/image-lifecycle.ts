@@ -32,7 +32,9 @@ import {
   PlacementRequestSchema,
   type PlacementRecord,
   type PlacementRequest,
+  type PlanRecord,
 } from '../../images/placement.js';
+import type { ImagesStatus } from '../../images/status.js';
 import type { HttpContext } from '../context.js';
 
 const tags = { tags: ['images'] };
@@ -108,7 +110,7 @@ export function registerImageLifecycleRoutes(app: FastifyInstance, ctx: HttpCont
   app.get<{ Params: { name: string } }>(
     '/api/v1/images/:name',
     { schema: { ...tags, params: ImageParams }, config: viewer },
-    async (req) => {
+    async (req): Promise<ImageDetail> => {
       const name = req.params.name;
       const [versions, channels, placementKv, planKv] = await Promise.all([
         catalog.listVersions(name),
@@ -293,14 +295,36 @@ async function optionalBody(req: FastifyRequest): Promise<void> {
   req.body ??= {};
 }
 
-function channelView(s: ChannelState): {
+/** A channel as the API answers it (and `pxeha images` prints it). */
+export interface ChannelView {
   channel: string;
   version: string;
   history: string[];
   changedAtMs: number;
   change: string;
+  /** Pass back as `baseRevision` (or If-Match) to change it only if nobody else has. */
   modRevision: number;
-} {
+}
+
+/** GET /api/v1/images/:name. */
+export interface ImageDetail {
+  name: string;
+  versions: {
+    id: string;
+    publishedAtMs: number;
+    note?: string;
+    bytes: number;
+    chunks: number;
+    files: { path: string; size: number; chunks: number }[];
+    channels: string[];
+    holders: ImagesStatus['versions'][number]['holders'];
+  }[];
+  channels: ChannelView[];
+  placement?: PlacementRecord;
+  plan?: PlanRecord;
+}
+
+function channelView(s: ChannelState): ChannelView {
   return {
     channel: s.channel,
     version: s.record.version,
