@@ -387,7 +387,12 @@ for round in $(seq 1 ${rounds}); do
         rm -f out.bin
         case $f in images/*) url="http://$s:8080/$f" ;; *) url="http://$s:8080/artifacts/$f" ;; esac
         if [ $proto = http ]; then timeout 5 curl -sf --max-time 4 -o out.bin "$url"; rc=$?
-        else timeout 5 tftp -m binary "$s" -c get "$f" out.bin >/dev/null 2>&1; rc=$?; fi
+        else
+          # tftp-hpa exits 0 after an ERROR packet mid-transfer (a node stopping says ERROR 0),
+          # leaving a partial file: anything it prints is a failed transfer.
+          msg=$(timeout 5 tftp -m binary "$s" -c get "$f" out.bin 2>&1); rc=$?
+          if [ $rc = 0 ] && [ -n "$msg" ]; then rc=1; fi
+        fi
         t=$(date +%s%3N)
         if [ $rc = 0 ] && [ -s out.bin ]; then echo "ok $proto $s $f $(sha256sum out.bin | cut -d' ' -f1) $t"; break
         else echo "fail $proto $s $f - $t"; fi
