@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { PxehaError } from '../errors.js';
 import { sha256Hex } from './chunker.js';
@@ -38,6 +39,34 @@ describe('ChunkStore', () => {
     const data = seededBytes(2, 100);
     await assert.rejects(store.put(sha256Hex(Buffer.from('other')), data), isCode('PXE_ERR_CHUNK_CORRUPT'));
     assert.equal(await store.has(sha256Hex(Buffer.from('other'))), false);
+  });
+
+  it('putStream: writes a streamed chunk (several pieces, over 1 MiB), once', async () => {
+    const data = seededBytes(11, 1_300_000); // a 2 MiB receive buffer
+    const hash = sha256Hex(data);
+    const pieces = [data.subarray(0, 70_000), data.subarray(70_000, 700_000), data.subarray(700_000)];
+    assert.equal(await store.putStream(hash, data.length, Readable.from(pieces)), true);
+    assert.deepEqual(await store.get(hash, data.length), data);
+    assert.equal(await store.putStream(hash, data.length, Readable.from([data])), false, 'already held: not written again');
+    assert.deepEqual(await readdir(join(dir, 'chunks', 'tmp')), []);
+  });
+
+  it('putStream: refuses wrong bytes, a short or long body and a failing source, leaving nothing', async () => {
+    const data = seededBytes(12, 600_000);
+    const hash = sha256Hex(data);
+    const bad = Buffer.from(data);
+    bad[599_999] = bad[599_999]! ^ 1;
+    await assert.rejects(store.putStream(hash, data.length, Readable.from([bad])), isCode('PXE_ERR_CHUNK_CORRUPT'));
+    await assert.rejects(store.putStream(hash, data.length, Readable.from([data.subarray(0, 500_000)])), isCode('PXE_ERR_CHUNK_CORRUPT'));
+    const long = Readable.from([data, Buffer.from('x')]);
+    await assert.rejects(store.putStream(hash, data.length, long), isCode('PXE_ERR_CHUNK_CORRUPT'));
+    assert.equal(long.destroyed, true);
+    const failing = new Readable({ read() {} });
+    failing.push(data.subarray(0, 1000));
+    setImmediate(() => failing.destroy(new Error('connection reset')));
+    await assert.rejects(store.putStream(hash, data.length, failing), /connection reset|refused/);
+    assert.equal(await store.has(hash), false);
+    assert.deepEqual(await readdir(join(dir, 'chunks', 'tmp')), [], 'temp files removed');
   });
 
   it('refuses hashes that are not 64 lower-case hex digits (no path from a bad manifest)', async () => {

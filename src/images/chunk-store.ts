@@ -16,9 +16,10 @@
  * fetches it again), reported through `onCorrupt`, and the read fails with
  * PXE_ERR_CHUNK_CORRUPT: its bytes are never returned.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { PxehaError } from '../errors.js';
 import { sha256Hex } from './chunker.js';
 
@@ -26,6 +27,10 @@ const HASH_RE = /^[0-9a-f]{64}$/;
 const FANOUT_RE = /^[0-9a-f]{2}$/;
 /** Temp files older than this at open are left over from a crash. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
+/** putStream's smallest receive buffer; larger ones double (a 1.1 MiB chunk uses 2 MiB). */
+const MIN_STAGE_BYTES = 256 * 1024;
+/** Receive buffers kept per size class (one per fetch in flight is enough). */
+const MAX_FREE_STAGES = 8;
 /** Chunks newer than this are spared by garbage collection (see gc()). */
 export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000;
 
@@ -72,6 +77,12 @@ export class ChunkStore {
   readonly #corrupt: string;
   readonly #onCorrupt: (report: CorruptChunkReport) => void;
   readonly #nowMs: () => number;
+  /** putStream's receive buffers by capacity (powers of two), reused: no 1 MiB garbage per chunk. */
+  readonly #stages = new Map<number, Buffer[]>();
+  /** Whether nowMs was given (tests): new chunks then get its time as their mtime. */
+  readonly #clocked: boolean;
+  /** Fan-out directories known to exist (never removed while the store is open). */
+  readonly #dirs = new Set<string>();
 
   private constructor(root: string, options: ChunkStoreOptions) {
     this.root = root;
@@ -79,6 +90,7 @@ export class ChunkStore {
     this.#corrupt = join(root, 'corrupt');
     this.#onCorrupt = options.onCorrupt ?? (() => {});
     this.#nowMs = options.nowMs ?? Date.now;
+    this.#clocked = options.nowMs !== undefined;
   }
 
   /** Opens (creating) the chunk store of a node's data directory: `<dataDir>/chunks`. */
@@ -117,24 +129,123 @@ export class ChunkStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+    await this.#writeAtomic(hash, path, now, (handle) => handle.writeFile(data));
+    return true;
+  }
+
+  /**
+   * Stores a chunk arriving as a byte stream (a peer's HTTP response) with no buffer allocated
+   * per chunk and no second pass over its bytes: each piece is hashed as it arrives and copied
+   * into a pooled receive buffer. At the end the digest and the byte count must be `hash` and
+   * `size`, else PXE_ERR_CHUNK_CORRUPT is thrown and nothing touches the disk; only then is it
+   * written to a temp file (one call), fsynced, renamed and the directory fsynced, as for put().
+   * So nothing unverified is ever under a chunk's name. A source that errors or ends early fails the same
+   * way (its error, or a short count). Returns whether it wrote (false: already held, only
+   * touched).
+   */
+  async putStream(hash: string, size: number, source: Readable): Promise<boolean> {
+    // An error before #receive listens must not go unhandled; #receive finds it in `errored`.
+    source.on('error', () => {});
+    let capacity = MIN_STAGE_BYTES;
+    while (capacity < size) capacity *= 2;
+    let free = this.#stages.get(capacity);
+    if (!free) this.#stages.set(capacity, (free = []));
+    const stage = free.pop() ?? Buffer.allocUnsafeSlow(capacity);
+    try {
+      // Received and verified before any file-system call: reception never waits on the libuv
+      // pool, which the fsyncs of other chunks occupy (the socket would stall meanwhile).
+      const path = this.pathOf(hash);
+      await this.#receive(hash, size, source, stage);
+      const now = new Date(this.#nowMs());
+      try {
+        await utimes(path, now, now);
+        return false;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      await this.#writeAtomic(hash, path, now, (handle) => writeAll(handle, stage, size, 0));
+      return true;
+    } catch (err) {
+      source.destroy();
+      throw err;
+    } finally {
+      // After the write (or before any): nothing reads the stage any more.
+      if (free.length < MAX_FREE_STAGES) free.push(stage);
+    }
+  }
+
+  /**
+   * Hashes `source` piece by piece as it arrives, copying it into `stage`; resolves once it
+   * ended with exactly the chunk's bytes, throws otherwise.
+   */
+  async #receive(hash: string, size: number, source: Readable, stage: Buffer): Promise<void> {
+    const digest = createHash('sha256');
+    let received = 0;
+    await new Promise<void>((resolve, reject) => {
+      let done = false;
+      const fail = (err: Error): void => {
+        if (done) return;
+        done = true;
+        source.off('data', onData);
+        reject(err);
+      };
+      const onData = (piece: Buffer): void => {
+        if (done) return;
+        if (received + piece.length > size) {
+          fail(new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: more than its ${size} bytes arrived`));
+          return;
+        }
+        digest.update(piece);
+        piece.copy(stage, received);
+        received += piece.length;
+      };
+      if (source.destroyed) {
+        fail(source.errored ?? new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its source closed before any byte arrived`));
+        return;
+      }
+      source.on('data', onData);
+      source.once('error', fail);
+      source.once('end', () => {
+        if (done) return;
+        done = true;
+        resolve();
+      });
+      source.once('close', () => {
+        // 'close' without 'end': the body stopped short (a dropped connection).
+        if (!source.readableEnded) fail(new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: ${received} of ${size} bytes arrived`));
+      });
+      source.resume();
+    });
+    const actual = digest.digest('hex');
+    if (received !== size || actual !== hash) {
+      throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its ${received} bytes (${size} expected) hash to ${actual}`);
+    }
+  }
+
+  /** Temp file, `fill`, fsync, mtime, rename into place, fsync of the directory. */
+  async #writeAtomic(hash: string, path: string, now: Date, fill: (handle: FileHandle) => Promise<void>): Promise<void> {
     const dir = join(this.root, hash.slice(0, 2));
-    await mkdir(dir, { recursive: true });
+    if (!this.#dirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#dirs.add(dir);
+    }
     const temp = join(this.#tmp, `${hash}.${randomBytes(6).toString('hex')}`);
     let handle: FileHandle | undefined = await open(temp, 'wx', 0o644);
     try {
-      await handle.writeFile(data);
+      await fill(handle);
       await handle.sync();
       await handle.close();
       handle = undefined;
-      await utimes(temp, now, now);
+      // A new file's mtime is already the real clock's now; only a test clock needs it set.
+      if (this.#clocked) await utimes(temp, now, now);
       await rename(temp, path);
     } catch (err) {
       await handle?.close().catch(() => {});
       await unlink(temp).catch(() => {});
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#dirs.delete(dir); // removed behind our back
       throw err;
     }
     await syncDir(dir);
-    return true;
   }
 
   /**
@@ -152,8 +263,14 @@ export class ChunkStore {
       }
       throw err;
     }
+    await this.#verify(hash, path, data, expectedSize);
+    return data;
+  }
+
+  /** Throws (quarantining, reporting) unless `data` read from `path` is the chunk `hash`. */
+  async #verify(hash: string, path: string, data: Buffer, expectedSize: number | undefined): Promise<void> {
     const actual = sha256Hex(data);
-    if (actual === hash && (expectedSize === undefined || data.length === expectedSize)) return data;
+    if (actual === hash && (expectedSize === undefined || data.length === expectedSize)) return;
     const found = actual === hash ? `right hash but ${data.length} bytes, the manifest says ${expectedSize}` : `bytes hashing to ${actual}`;
     if (actual !== hash) {
       const quarantinedAs = await this.#quarantine(hash, path);
@@ -222,6 +339,14 @@ export class ChunkStore {
       const st = await stat(path).catch(() => undefined);
       if (st && st.mtimeMs < cutoffMs) await rm(path, { force: true });
     }
+  }
+}
+
+/** Writes `buf[0, n)` at file position `at`, whatever short writes the kernel makes. */
+async function writeAll(handle: FileHandle, buf: Buffer, n: number, at: number): Promise<void> {
+  for (let off = 0; off < n; ) {
+    const { bytesWritten } = await handle.write(buf, off, n - off, at + off);
+    off += bytesWritten;
   }
 }
 

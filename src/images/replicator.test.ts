@@ -248,13 +248,30 @@ describe('httpChunkFetcher (127.0.0.1)', () => {
     const fetchChunk = httpChunkFetcher(async () => 'tok');
     const signal = new AbortController().signal;
     const ok = 'a'.repeat(64);
-    assert.ok(Buffer.from(await fetchChunk(peer, ok, body.length, signal)).equals(body));
+    const bytesOf = async (got: Uint8Array | import('node:stream').Readable): Promise<Buffer> => {
+      if (got instanceof Uint8Array) return Buffer.from(got);
+      const parts: Buffer[] = [];
+      for await (const part of got) parts.push(part as Buffer);
+      return Buffer.concat(parts);
+    };
+    assert.ok((await bytesOf(await fetchChunk(peer, ok, body.length, signal))).equals(body));
     // Twice more on kept-alive connections.
-    for (let i = 0; i < 2; i++) assert.equal((await fetchChunk(peer, ok, body.length, signal)).length, body.length);
+    for (let i = 0; i < 2; i++) assert.equal((await bytesOf(await fetchChunk(peer, ok, body.length, signal))).length, body.length);
     assert.deepEqual(seen[0], { url: `/api/v1/chunks/${ok}`, authorization: 'Bearer tok' });
     await assert.rejects(fetchChunk(peer, '0'.repeat(64), body.length, signal), /HTTP 404/);
     await assert.rejects(fetchChunk(peer, ok, body.length - 1, signal), /announced/);
-    await assert.rejects(fetchChunk(peer, '1'.repeat(64), body.length, signal));
+    // A body cut short: the chunk store refuses it (and writes nothing), whatever the stream says.
+    const dir = await mkdtemp(join(tmpdir(), 'pxeha-fetch-'));
+    try {
+      const store = await ChunkStore.open(dir);
+      const hash = '1' + sha256Hex(body).slice(1);
+      await assert.rejects(store.putStream(hash, body.length, (await fetchChunk(peer, hash, body.length, signal)) as import('node:stream').Readable), /refused|aborted/);
+      assert.equal(await store.has(hash), false);
+      // The right bytes over the wire are stored.
+      assert.equal(await store.putStream(sha256Hex(body), body.length, (await fetchChunk(peer, ok, body.length, signal)) as import('node:stream').Readable), true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
