@@ -1,13 +1,15 @@
 /**
  * Proof under fire (issue 8): a 3-node pxeha cluster on a 3-member etcd, one bridge, in
- * namespaces this suite creates (test/helpers/faults-lab.ts), with QEMU PXE machines (BIOS),
+ * namespaces this suite creates (test/helpers/faults-lab.ts), with QEMU PXE machines (BIOS;
+ * one UEFI machine, OVMF's own PXE client, boots during the partition),
  * perfdhcp load, renewing DHCP clients that record every ACK and NAK, and HTTP/TFTP clients
  * fetching artifacts. Each scenario runs under load; the last tests check the invariants over
  * etcd's whole lease history and over the clients' own records, and prove the checks catch a
  * deliberately broken allocator.
  *
  *  1. kill -9 of a node while a machine it serves is at DHCP, TFTP, script and kernel stage
- *  2. a node's store traffic paused (silent network) for a while, then healed
+ *  2. a node's store traffic paused (silent network) for a while, then healed; a UEFI machine
+ *     of that node's bucket boots meanwhile
  *  3. an etcd member killed, then the etcd leader too: quorum lost for 10 s, then restored
  *  4. a node's wall clock jumped +10 min, back, −10 min, back (libfaketime, that process only)
  *  5. rolling restart of every node under continuous perfdhcp load
@@ -226,9 +228,13 @@ describe(`fault suite (${FORM} form): 3 pxeha nodes, 3 etcd members, QEMU, perfd
   it(`2: a node partitioned from etcd for ${P.partitionSeconds} s (store proxy paused), then healed`, async (t) => {
     const victim = 1;
     const node = ha.nodes[victim]!;
+    // A UEFI machine (OVMF's own PXE client, then iPXE) of the cut-off node's bucket boots meanwhile.
+    const uefiMac = macRankedFor(node.name, 'node3', 0x0f00);
+    let uefiBoot: Promise<BootResult> | undefined;
     await underLoad(t, `etcd partition of node2 (${P.partitionSeconds} s)`, P.partitionSeconds + 6, async () => {
       await ha.pauseStore(victim);
       const cutAt = Date.now();
+      uefiBoot = bootMachine(ha, 'faults-uefi-partition', uefiMac, 'uefi during partition', P.bootTimeoutMs, undefined, 'uefi');
       try {
         const taken = await takeover(node.name, cutAt);
         t.diagnostic(`fresh client of the cut-off ${node.name} ACKed by ${taken.by} ${taken.ms} ms after the cut`);
@@ -240,6 +246,11 @@ describe(`fault suite (${FORM} form): 3 pxeha nodes, 3 etcd members, QEMU, perfd
         await ha.resumeStore(victim);
       }
     });
+    const uefi = await uefiBoot!;
+    boots.push(uefi);
+    figures.boots.push({ stage: 'UEFI during partition', booted: uefi.booted, doneAfterMs: uefi.doneAfterMs, reboots: uefi.reboots, lastNode: uefi.lastNode });
+    t.diagnostic(`UEFI machine of the cut-off node: callback ${uefi.doneAfterMs} ms after QEMU start via ${uefi.lastNode}; fetches ${fetchesOf(uefi.console).join(', ')}`);
+    assert.ok(uefi.booted, `the UEFI machine booted through the partition\n${uefi.console.slice(-4000)}`);
     await ha.waitMembers(3, 30_000);
     await waitFor('the healed node is ok with no queued renewal', 30_000, async () => {
       const s = await node.status();

@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MachineStatus } from '../../src/boot/render.js';
 import { bucketOfMac, DEFAULT_WEIGHT, rankFor } from '../../src/dhcp/designation.js';
 import type { LeaseRecord } from '../../src/dhcp/lease-record.js';
-import { qemuArgs, readConsole, writeSerconPort } from '../../src/lab/qemu.js';
+import { prepareUefiVars, qemuArgs, readConsole, writeSerconPort } from '../../src/lab/qemu.js';
 import { ENABLE_IPV6_NO_DAD_SH, routerAdvertiserArgv } from '../../src/lab/router-advertiser.js';
 import { defaultHaCluster, HaLab, serverIp } from './ha-lab.js';
 import { REPO_ROOT, type Netns, type NetnsProcess, type Sandbox } from './netns.js';
@@ -59,8 +59,10 @@ export function placedArtifacts(initrdMiB: number): PlacedArtifacts {
     'faults/stage2.ipxe': Buffer.from(stage2Script()),
     'faults/initrd.bin': randomBytes(initrdMiB * 1024 * 1024),
     'faults/blob.bin': randomBytes(256 * 1024),
-    // The real iPXE, so a machine whose ROM is told to chain it over TFTP boots through it.
+    // The real iPXE, so a machine whose ROM is told to chain it over TFTP boots through it
+    // (BIOS), and the one OVMF's own PXE client loads (UEFI).
     'undionly.kpxe': readFileSync('/usr/lib/ipxe/undionly.kpxe'),
+    'snponly.efi': readFileSync('/usr/lib/ipxe/snponly.efi'),
   };
   return { files, sha256: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, sha256(v)])) };
 }
@@ -442,7 +444,8 @@ export async function startRouterAdvertiser(ha: HaLab): Promise<void> {
 }
 
 /**
- * Boots a BIOS machine (SeaBIOS + iPXE ROM, reboot-timeout 1 s) on a new tap; `onProgress`
+ * Boots a machine on a new tap: BIOS (SeaBIOS + iPXE ROM, reboot-timeout 1 s) or UEFI (OVMF's
+ * own PXE client → TFTP snponly.efi → iPXE, `firmware: 'uefi'`); `onProgress`
  * runs every 20 ms with the console and the machine's status until it returns true (the fault
  * was injected) or the machine is done. Resolves when the callback arrived (status 'done' at a
  * live node) or the bounded wait passed; the machine is stopped either way.
@@ -454,6 +457,7 @@ export async function bootMachine(
   stage: string,
   timeoutMs: number,
   onProgress?: (console: string, status: MachineStatus | undefined) => Promise<boolean> | boolean,
+  firmware: 'bios' | 'uefi' = 'bios',
 ): Promise<BootResult> {
   const dir = path.join(ha.nodes[0]!.workDir, 'vm', name);
   mkdirSync(dir, { recursive: true });
@@ -466,8 +470,13 @@ export async function bootMachine(
   await br.ns.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
   await br.ns.attachToBridge(tap, br.name);
   const startedAt = Date.now();
-  const argv = qemuArgs({ firmware: 'bios', mac, tap, consoleFile, serconFile, rebootTimeoutMs: 1000 });
-  const vm = br.ns.spawn(['qemu-system-x86_64', '-name', name, ...argv], { label: `qemu ${name} (bios, ${mac})` });
+  const uefiVarsFile = path.join(dir, 'OVMF_VARS.fd');
+  if (firmware === 'uefi') prepareUefiVars(uefiVarsFile);
+  const argv =
+    firmware === 'bios'
+      ? qemuArgs({ firmware, mac, tap, consoleFile, serconFile, rebootTimeoutMs: 1000 })
+      : qemuArgs({ firmware, mac, tap, consoleFile, uefiVarsFile });
+  const vm = br.ns.spawn(['qemu-system-x86_64', '-name', name, ...argv], { label: `qemu ${name} (${firmware}, ${mac})` });
   const statusOf = async (): Promise<MachineStatus | undefined> => {
     for (const n of ha.nodes.filter((x) => x.running)) {
       const all = await n.api<MachineStatus[]>('/api/v1/machine-status').catch(() => undefined);
