@@ -122,6 +122,14 @@ export class ChunkStore {
     if (actual !== hash) {
       throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its ${data.length} bytes hash to ${actual}`);
     }
+    return this.#touchOrWrite(hash, path, (handle) => handle.writeFile(data));
+  }
+
+  /**
+   * A verified chunk: touched if already held (not rewritten: the touch is what gc's grace period
+   * sees), else written atomically. Returns whether it wrote.
+   */
+  async #touchOrWrite(hash: string, path: string, fill: (handle: FileHandle) => Promise<void>): Promise<boolean> {
     const now = new Date(this.#nowMs());
     try {
       await utimes(path, now, now);
@@ -129,7 +137,7 @@ export class ChunkStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    await this.#writeAtomic(hash, path, now, (handle) => handle.writeFile(data));
+    await this.#writeAtomic(hash, path, now, fill);
     return true;
   }
 
@@ -156,15 +164,7 @@ export class ChunkStore {
       // pool, which the fsyncs of other chunks occupy (the socket would stall meanwhile).
       const path = this.pathOf(hash);
       await this.#receive(hash, size, source, stage);
-      const now = new Date(this.#nowMs());
-      try {
-        await utimes(path, now, now);
-        return false;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-      await this.#writeAtomic(hash, path, now, (handle) => writeAll(handle, stage, size, 0));
-      return true;
+      return await this.#touchOrWrite(hash, path, (handle) => writeAll(handle, stage, size, 0));
     } catch (err) {
       source.destroy();
       throw err;
