@@ -13,6 +13,7 @@
  * removed, and a deposed leader removes nothing.
  */
 import { LEASE_PREFIX, parseLeaseRecord, type LeaseRecord } from '../dhcp/lease-record.js';
+import { rangePages } from '../store/paged-range.js';
 import type { Clock } from '../util/clock.js';
 import { fencedTxn, periodicJob, type LeaderJob } from './leader-jobs.js';
 
@@ -38,18 +39,20 @@ export function leaseExpiryJob(options: LeaseExpiryOptions): LeaderJob {
   const graceMs = options.graceMs ?? 60_000;
   const batch = options.batch ?? 1000;
   return periodicJob('lease-expiry', options.intervalMs ?? 10_000, async ({ store, fence, signal, log }) => {
-    const { kvs } = await store.range(LEASE_PREFIX, { prefix: true });
     const now = options.clock.now();
     let removed = 0;
-    for (const kv of kvs) {
-      if (signal.aborted || removed >= batch) break;
-      const record = parseLeaseRecord(kv.value);
-      if (!record || !isExpiredRecord(record, now, graceMs)) continue;
-      const result = await fencedTxn(store, fence, {
-        compare: [{ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision }],
-        success: [{ type: 'delete', key: kv.key }],
-      });
-      if (result.succeeded) removed++;
+    // Page by page: a pass over 100 000 leases never holds them all, and stops at `batch`.
+    pages: for await (const page of rangePages(store, LEASE_PREFIX)) {
+      for (const kv of page.kvs) {
+        if (signal.aborted || removed >= batch) break pages;
+        const record = parseLeaseRecord(kv.value);
+        if (!record || !isExpiredRecord(record, now, graceMs)) continue;
+        const result = await fencedTxn(store, fence, {
+          compare: [{ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision }],
+          success: [{ type: 'delete', key: kv.key }],
+        });
+        if (result.succeeded) removed++;
+      }
     }
     if (removed > 0) {
       log.info({ removed }, 'expired lease records removed');

@@ -6,6 +6,7 @@
  * candidate almost always free; it never decides correctness.
  */
 import { PxehaError } from '../errors.js';
+import { readPaged } from '../store/paged-range.js';
 import type { Compare, Store, Watcher } from '../store/store.js';
 import { LEASE_PREFIX, leaseKey, parseLeaseRecord, type LeaseRecord } from './lease-record.js';
 
@@ -63,11 +64,12 @@ export class LeaseBook {
   }
 
   /** Loads every lease and follows changes from the same revision on. */
-  static async open(store: Store, onWatchError: (err: Error) => void): Promise<LeaseBook> {
+  static async open(store: Store, onWatchError: (err: Error) => void, options: { pageSize?: number } = {}): Promise<LeaseBook> {
     const book = new LeaseBook(store);
-    const snapshot = await store.range(LEASE_PREFIX, { prefix: true });
-    for (const kv of snapshot.kvs) book.apply(kv.key, kv.value, kv.modRevision);
-    book.watcher = await store.watch(LEASE_PREFIX, { prefix: true, startRevision: snapshot.revision + 1 });
+    // Paged (see paged-range.ts): apply() keeps the newest value of a key, and the watch from the
+    // first page's revision redelivers whatever changed while later pages were read.
+    const firstRevision = await readPaged(store, LEASE_PREFIX, (kv) => book.apply(kv.key, kv.value, kv.modRevision), options.pageSize);
+    book.watcher = await store.watch(LEASE_PREFIX, { prefix: true, startRevision: firstRevision + 1 });
     book.watcher.on('events', (events) => {
       for (const e of events) {
         if (e.type === 'put') book.apply(e.kv.key, e.kv.value, e.kv.modRevision);
