@@ -149,6 +149,10 @@ export function buildProgram(): Command {
       const config = await loadNodeConfig(opts.config);
       const log = createLogger({ level: config.log.level, node: config.name, format: opts.logFormat ?? config.log.format });
       const node = await startNode(config, log);
+      // `systemctl reload`: the TLS reloader (when http.tls is set) looks at its files; without
+      // this listener SIGHUP's default would end the node.
+      const onHangup = () => log.info({ signal: 'SIGHUP' }, 'reload requested: certificate files are checked; configuration follows the store');
+      process.on('SIGHUP', onHangup);
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
           log.info({ signal }, 'stopping');
@@ -157,6 +161,7 @@ export function buildProgram(): Command {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      process.off('SIGHUP', onHangup);
       await node.close();
     });
 

@@ -35,6 +35,8 @@ Type=simple
 ExecStart=${options.node} ${options.entry} serve --config ${options.config}
 # DHCP (port 67), TFTP (69) and sockets bound to interfaces (SO_BINDTODEVICE) need root.
 User=root
+# SIGHUP (systemctl reload): a renewed API certificate is installed at once.
+ExecReload=/bin/kill -HUP $MAINPID
 # SIGTERM: decisions in flight finish, the node resigns leadership and closes its store.
 KillSignal=SIGTERM
 TimeoutStopSec=15s

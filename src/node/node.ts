@@ -69,6 +69,7 @@ import {
   type PlanRecord,
 } from '../images/placement.js';
 import { inWindow, msUntilWindowOpens } from '../images/window.js';
+import { tlsFilesIdentity, watchTlsFiles, type SecureContextTarget } from './tls-reloader.js';
 
 /** How often renewals queued while degraded are tried again once the store is back. */
 const DEGRADED_FLUSH_RETRY_MS = 1000;
@@ -558,6 +559,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     let httpsPort: number | undefined;
     const tls = config.http.tls;
     if (tls) {
+      const loadedIdentity = await tlsFilesIdentity(tls);
       const [cert, key] = await Promise.all(
         [tls.certFile, tls.keyFile].map((f) =>
           readFile(f).catch((err: Error) => {
@@ -569,6 +571,12 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       cleanups.push(() => secure.close());
       await secure.listen({ host: tls.address ?? config.http.address, port: tls.port });
       httpsPort = (secure.server.address() as AddressInfo).port;
+      const reloader = await watchTlsFiles(tls, secure.server as unknown as SecureContextTarget, {
+        loadedIdentity,
+        log,
+        onResult: (result) => metrics.tlsReloads.inc({ result }),
+      });
+      cleanups.push(async () => reloader.close());
       log.info({ address: tls.address ?? config.http.address, port: httpsPort }, 'https api listening');
     }
     const http = await buildHttpApp(httpContext, { listener: 'tcp', ...(httpsPort !== undefined ? { httpsPort } : {}) });

@@ -95,6 +95,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly tlsReloads = new Counter({
+    name: 'pxeha_tls_reloads_total',
+    help: 'Changed API certificate files: reloaded, or refused (not a usable pair; the old one is kept)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly bootCallbackRefused = new Counter({
     name: 'pxeha_boot_callback_refused_total',
     help: 'Machine callbacks (/boot/done) refused, by reason (missing: no token, mismatch: not the token of that MAC)',

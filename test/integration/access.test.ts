@@ -210,4 +210,26 @@ describe('access control and TLS on a node (netns, curl, CLI)', () => {
     assert.equal(refused('mismatch'), 1);
     assert.equal(refused('missing'), 1);
   });
+
+  it('a renewed certificate is served after SIGHUP (systemctl reload), without a restart', async () => {
+    const proc = node.current!;
+    const renewed = path.join(workDir, 'renewed');
+    await run([
+      'openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=pxeha-renewed', '-addext', `subjectAltName=IP:${SERVER_IP}`, '-keyout', `${renewed}.key`, '-out', `${renewed}.pem`,
+    ]);
+    const oldCert = `${certFile}.old`;
+    await run(['cp', certFile, oldCert]);
+    // As a renewal tool does it: new files renamed over the old ones, the key last.
+    await run(['mv', `${renewed}.pem`, certFile]);
+    await run(['mv', `${renewed}.key`, path.join(workDir, 'api.key')]);
+    process.kill(proc.pid, 'SIGHUP');
+    await proc.waitForLine((l) => l.includes('api tls certificate reloaded') && l.includes('pxeha-renewed'), { timeoutMs: 10_000 });
+    const fresh = await curl(`${HTTPS}/api/v1/status`, { auth: tokens.admin });
+    assert.equal(fresh.status, 200, fresh.body);
+    const pinnedToOld = await lab.clients[0]!.exec(['curl', '-sS', '--max-time', '10', '--noproxy', '*', '--cacert', oldCert, `${HTTPS}/healthz`], { allowFailure: true, timeoutMs: 20_000 });
+    assert.notEqual(pinnedToOld.code, 0, 'the old certificate no longer verifies the listener');
+    assert.equal(proc.status, undefined, 'the same process still serves');
+    assert.equal(metricValue(await metrics(), 'pxeha_tls_reloads_total', { result: 'reloaded' }), 1);
+  });
 });
