@@ -33,6 +33,10 @@ describe('qemuArgs', () => {
 describe('console', () => {
   it('strips terminal escapes and carriage-return overprints', () => {
     assert.equal(cleanConsole('\x1bc\x1b[?7l\x1b[2JSeaBIOS\r\nPress Ctrl-B...\rnet0: up\r\n'), 'SeaBIOS\nnet0: up\n');
+    // iPXE's download progress, erased and redrawn, then the outcome (core/monojob.c).
+    const erase = '\b\b\b\b    \b\b\b\b';
+    assert.equal(cleanConsole(`http://10.99.0.3:8080/initrd.bin... 34%${erase} 98%${erase} ok\r\n`), 'http://10.99.0.3:8080/initrd.bin... ok\n');
+    assert.equal(cleanConsole(`http://10.99.0.2:8080/initrd.bin...  7%${erase} Connection reset\r\n`), 'http://10.99.0.2:8080/initrd.bin... Connection reset\n');
   });
 
   it('finds boot stages in the order they happened (OVMF, then iPXE)', () => {

@@ -148,7 +148,11 @@ export function readConsole(file: string): string {
   return cleanConsole(readFileSync(file, 'latin1'));
 }
 
-/** Strips ANSI escapes and carriage-return overprints so a console log reads as plain lines. */
+/**
+ * Strips ANSI escapes and carriage-return overprints, and plays backspaces as a terminal does,
+ * so a console log reads as plain lines. iPXE draws a download's progress as " 42%" then
+ * "\b\b\b\b    \b\b\b\b" before the next figure or the outcome: what is left is "... ok".
+ */
 export function cleanConsole(raw: string): string {
   return (
     raw
@@ -156,7 +160,19 @@ export function cleanConsole(raw: string): string {
       .replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc/g, '')
       .replace(/\r+\n/g, '\n')
       .split('\n')
-      .map((line) => line.slice(line.lastIndexOf('\r') + 1))
+      .map((line) => playBackspaces(line.slice(line.lastIndexOf('\r') + 1)))
       .join('\n')
   );
+}
+
+/** A line as a terminal shows it: a backspace moves the cursor left, the next character overwrites. */
+function playBackspaces(line: string): string {
+  if (!line.includes('\b')) return line;
+  const cells: string[] = [];
+  let cursor = 0;
+  for (const ch of line) {
+    if (ch === '\b') cursor = Math.max(0, cursor - 1);
+    else cells[cursor++] = ch;
+  }
+  return cells.join('').trimEnd();
 }
