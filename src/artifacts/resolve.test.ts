@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +17,8 @@ describe('resolveArtifact', () => {
     await writeFile(join(base, 'secret'), 's');
     await symlink(join(base, 'secret'), join(root, 'escape'));
     await symlink(join(root, 'debian', 'linux'), join(root, 'inside'));
+    await symlink('debian', join(root, 'linkdir'));
+    await symlink(base, join(root, 'outdir'));
   });
   after(() => rm(base, { recursive: true, force: true }));
 
@@ -26,12 +28,16 @@ describe('resolveArtifact', () => {
     ['debian//linux', 'debian/linux'],
     ['./debian/./linux', 'debian/linux'],
     ['inside', 'debian/linux'],
+    ['linkdir/linux', 'debian/linux'],
+    // Out through a symlink and back in: what counts is where it ends, as realpath says.
+    ['outdir/root/debian/linux', 'debian/linux'],
   ];
   for (const [requested, file] of ok) {
     it(`serves ${requested}`, async () => {
       const r = await resolveArtifact(root, requested);
       assert.ok(r.ok, JSON.stringify(r));
       assert.equal(r.path, join(root, file));
+      assert.equal(r.stats.size, (await stat(join(root, file))).size);
     });
   }
 
@@ -40,6 +46,8 @@ describe('resolveArtifact', () => {
     ['debian/../../secret', 'parent-segment'],
     ['debian\\..\\..\\secret', 'parent-segment'],
     ['escape', 'outside-root'],
+    ['outdir/secret', 'outside-root'],
+    ['undionly.kpxe/linux', 'not-found'],
     ['undionly.kpxe\0.png', 'nul-byte'],
     ['a'.repeat(300), 'too-long'],
     ['missing', 'not-found'],

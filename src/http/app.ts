@@ -18,12 +18,14 @@ import { referencedArtifacts } from '../boot/servers.js';
 import { compileChecker } from '../config/load.js';
 import { ConfigError, PxehaError } from '../errors.js';
 import { registerAccessControl, type Listener } from './access-control.js';
+import { ArtifactFastPath, createServerWithFastPath, type NodeServerOptions } from './artifact-fast-path.js';
 import type { HttpContext } from './context.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerBootRoutes } from './routes/boot.js';
 import { registerImageRoutes } from './routes/images.js';
 import { registerImageLifecycleRoutes } from './routes/image-lifecycle.js';
 import { registerImageFileRoutes } from './routes/image-files.js';
+import { SmallFileCache } from './small-file-cache.js';
 
 export function errorEnvelope(err: unknown): { statusCode: number; body: Record<string, unknown> } {
   if (err instanceof PxehaError) {
@@ -56,12 +58,21 @@ export interface HttpAppOptions {
 
 export async function buildHttpApp(ctx: HttpContext, options: HttpAppOptions = {}): Promise<FastifyInstance> {
   const listener = options.listener ?? 'tcp';
+  // Small artifacts in memory, filled by the artifacts route; plain GET/HEAD hits are answered
+  // in front of Fastify (src/http/artifact-fast-path.ts; the boot-storm request, bench/http).
+  const smallFiles = new SmallFileCache();
+  const fastPath = new ArtifactFastPath(ctx, smallFiles);
   const app = Fastify({
     logger: false,
     bodyLimit: 8 * 1024 * 1024,
     return503OnClosing: true,
     ...(options.https ? { https: options.https } : {}),
+    serverFactory: (handler, serverOptions) => createServerWithFastPath(handler, serverOptions as NodeServerOptions, fastPath),
   }) as unknown as FastifyInstance;
+  app.addHook('preClose', (done) => {
+    fastPath.close();
+    done();
+  });
   // A node shares one Auth between its listeners; an app built alone (tests) opens its own.
   let auth = ctx.auth;
   if (!auth) {
@@ -136,7 +147,7 @@ export async function buildHttpApp(ctx: HttpContext, options: HttpAppOptions = {
   });
 
   registerBootRoutes(app, ctx, auth);
-  registerArtifactRoutes(app, ctx);
+  registerArtifactRoutes(app, ctx, smallFiles);
   registerApiRoutes(app, ctx);
   registerImageRoutes(app, ctx);
   registerImageLifecycleRoutes(app, ctx);

@@ -2,9 +2,10 @@
  * Small artifacts (iPXE scripts, menus, configs: a few KiB each, fetched by every machine of a
  * boot storm) kept in memory with the response headers @fastify/send computed for them, so a
  * plain GET or HEAD of an unchanged file costs no open/stat/read/close on top of the path
- * check. The path check (realpath + stat, src/artifacts/resolve.ts) still runs on every
- * request, and its stat is the key: a file that changed (inode, size, mtime or ctime) misses
- * and is read again. Requests with Range or conditional headers always go through send.
+ * check. The path check (src/artifacts/resolve.ts: an lstat per segment, or realpath and stat
+ * through symlinks) still runs on every request, and its stat is the key: a file that changed
+ * or was replaced (device, inode, size, mtime or ctime) misses and is read again. Requests with Range or conditional headers always go through send.
+ * Hits are answered by the artifacts route and, before Fastify, by src/http/artifact-fast-path.ts.
  */
 import type { Stats } from 'node:fs';
 
@@ -14,13 +15,35 @@ export interface CachedFile {
   body: Buffer;
 }
 
-interface Entry extends CachedFile {
-  identity: string;
+/** A cache hit: the file, and the headers of its 200 ready for `writeHead`. */
+export interface CachedResponse extends CachedFile {
+  /**
+   * `headers` as Fastify writes them for this body: names in lower case, in the same order,
+   * and Content-Length the body's length (fastify lib/reply.js onSendEnd). Built once per entry.
+   */
+  responseHeaders: Readonly<Record<string, string>>;
 }
 
 /** The stat fields that change when a file's content can have changed. */
-function identityOf(stats: Stats): string {
-  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+interface Identity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+interface Entry extends CachedResponse {
+  identity: Identity;
+}
+
+function identityOf({ dev, ino, size, mtimeMs, ctimeMs }: Stats): Identity {
+  return { dev, ino, size, mtimeMs, ctimeMs };
+}
+
+/** Compared field by field: this runs on every request, where a string key cost a float-to-text conversion. */
+function sameFile(a: Identity, b: Stats): boolean {
+  return a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.size === b.size && a.dev === b.dev;
 }
 
 export class SmallFileCache {
@@ -52,10 +75,10 @@ export class SmallFileCache {
   }
 
   /** The cached response for realPath if the file is still the one cached. */
-  get(realPath: string, stats: Stats): CachedFile | undefined {
+  get(realPath: string, stats: Stats): CachedResponse | undefined {
     const entry = this.#entries.get(realPath);
     if (!entry) return undefined;
-    if (entry.identity === identityOf(stats)) return entry;
+    if (sameFile(entry.identity, stats)) return entry;
     this.#delete(realPath, entry);
     return undefined;
   }
@@ -65,7 +88,10 @@ export class SmallFileCache {
     if (file.body.length !== stats.size || stats.size > this.maxFileBytes) return;
     const old = this.#entries.get(realPath);
     if (old) this.#delete(realPath, old);
-    this.#entries.set(realPath, { ...file, identity: identityOf(stats) });
+    const responseHeaders: Record<string, string> = {};
+    for (const [name, value] of Object.entries(file.headers)) responseHeaders[name.toLowerCase()] = value;
+    responseHeaders['content-length'] = String(file.body.length);
+    this.#entries.set(realPath, { headers: file.headers, body: file.body, responseHeaders, identity: identityOf(stats) });
     this.#bytes += file.body.length;
     // Map iteration is insertion order: the first entries are the oldest.
     for (const [key, entry] of this.#entries) {

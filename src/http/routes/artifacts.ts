@@ -1,12 +1,15 @@
 /**
  * Boot artifacts over HTTP: GET and HEAD with Range (206/416), ETag and Last-Modified, streamed
  * from disk by @fastify/send, under the same path rules as TFTP (src/artifacts/resolve.ts).
+ * Plain requests for small files are answered from `cache`, which this route fills; on a
+ * listening server most such hits never reach here (src/http/artifact-fast-path.ts).
  */
 import send from '@fastify/send';
 import type { FastifyInstance } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { relative, sep } from 'node:path';
-import { checkRequestPath, resolveArtifact } from '../../artifacts/resolve.js';
+import { resolveArtifact } from '../../artifacts/resolve.js';
+import { ARTIFACTS_ROUTE } from '../artifact-fast-path.js';
 import type { HttpContext } from '../context.js';
 import { SmallFileCache } from '../small-file-cache.js';
 
@@ -17,11 +20,10 @@ import { SmallFileCache } from '../small-file-cache.js';
  */
 const STREAM_CHUNK_BYTES = 1024 * 1024;
 
-export function registerArtifactRoutes(app: FastifyInstance, ctx: HttpContext): void {
-  const cache = new SmallFileCache();
+export function registerArtifactRoutes(app: FastifyInstance, ctx: HttpContext, cache = new SmallFileCache()): void {
   app.route<{ Params: { '*': string } }>({
     method: ['GET', 'HEAD'],
-    url: '/artifacts/*',
+    url: ARTIFACTS_ROUTE, // the fast path answers under this name too (metrics)
     handler: async (req, reply) => {
       // The router has already percent-decoded the wildcard; decoding again would turn a
       // literal `%` into a URIError (a 500) and `%252e` into `.`.
@@ -34,15 +36,14 @@ export function registerArtifactRoutes(app: FastifyInstance, ctx: HttpContext): 
       }
       // A fetch from the start (not a resumed range) is a boot stage when it is a profile's kernel.
       if (req.method === 'GET' && ctx.onArtifactFetched && !/^bytes=(?!0-)/.test(String(req.headers.range ?? ''))) {
-        const checked = checkRequestPath(requested);
-        if (checked.ok) ctx.onArtifactFetched(req.ip, checked.relative);
+        ctx.onArtifactFetched(req.ip, resolved.relative);
       }
       const plain = SmallFileCache.plainRequest(req.headers);
       if (plain) {
         const hit = cache.get(resolved.path, resolved.stats);
         if (hit) {
           if (req.method === 'GET') ctx.metrics.httpArtifactBytes.inc(hit.body.length);
-          return reply.code(200).headers(hit.headers).send(hit.body);
+          return reply.code(200).headers(hit.responseHeaders).send(hit.body);
         }
       }
       // send() takes a URL path and decodes it, so each segment of the resolved name is encoded.
