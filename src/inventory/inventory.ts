@@ -65,6 +65,11 @@ export class Inventory {
     return this.profiles.get(name);
   }
 
+  /** Changes whenever a profile does (see PrefixCache.generation). */
+  get profilesGeneration(): number {
+    return this.profiles.generation;
+  }
+
   listProfiles(): Profile[] {
     return this.profiles.values().sort((a, b) => a.name.localeCompare(b.name));
   }

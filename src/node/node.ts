@@ -368,6 +368,20 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     cleanups.push(() => auth.close());
     // TFTP transfers and kernel fetches name no machine: the bound lease of the client's address
     // does. Recorded as boot stages (machine status, the dashboard's funnel); best effort.
+    // Artifact paths that are some profile's kernel: plain paths, and `name\0path` inside an image.
+    const imageKernelKey = (image: string, path: string): string => `${image}\0${path}`;
+    let kernels: { generation: number; paths: Set<string> } | undefined;
+    const kernelPaths = (): Set<string> => {
+      if (kernels?.generation === inventory.profilesGeneration) return kernels.paths;
+      const paths = new Set<string>();
+      for (const p of inventory.listProfiles()) {
+        if (p.boot.kind !== 'kernel' || !isLocalArtifact(p.boot.kernel)) continue;
+        const path = p.boot.kernel.replace(/^\/+/, '');
+        paths.add(p.image === undefined ? path : imageKernelKey(p.image.slice(0, p.image.indexOf('@')), path));
+      }
+      kernels = { generation: inventory.profilesGeneration, paths };
+      return paths;
+    };
     const recordStageAt = (clientIp: string, stage: 'tftp' | 'kernel'): void => {
       const ip = clientIp.replace(/^::ffff:/, '');
       const mac = currentConfig.subnets.map((sub) => leases.get(sub.name, ip)?.record).find((r) => r?.state === 'bound')?.mac;
@@ -500,16 +514,12 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
       advertiseAddress: config.advertiseAddress,
       httpPort: config.http.port,
       artifactsRoot,
+      // Every artifact GET asks this (the boot storm's hot path): a set lookup, rebuilt only
+      // when a profile changes.
       onArtifactFetched: (clientIp, relativePath) => {
         const pinned = parsePinnedPath(relativePath);
-        const inImage = pinned !== undefined && !('refused' in pinned) ? pinned : undefined;
-        const isKernel = (p: Profile): boolean =>
-          p.boot.kind === 'kernel' &&
-          isLocalArtifact(p.boot.kernel) &&
-          (inImage ? p.image?.startsWith(`${inImage.name}@`) === true && p.boot.kernel.replace(/^\/+/, '') === inImage.path : p.image === undefined && p.boot.kernel.replace(/^\/+/, '') === relativePath);
-        if (inventory.listProfiles().some(isKernel)) {
-          recordStageAt(clientIp, 'kernel');
-        }
+        const key = pinned === undefined || 'refused' in pinned ? relativePath : imageKernelKey(pinned.name, pinned.path);
+        if (kernelPaths().has(key)) recordStageAt(clientIp, 'kernel');
       },
       store,
       inventory,

@@ -8,6 +8,7 @@ import type { Store, Watcher } from './store.js';
 export class PrefixCache<T> {
   private readonly items = new Map<string, { value: T; modRevision: number }>();
   private watcher: Watcher | undefined;
+  #generation = 0;
 
   private constructor(
     private readonly prefix: string,
@@ -29,7 +30,7 @@ export class PrefixCache<T> {
     cache.watcher.on('events', (events) => {
       for (const e of events) {
         if (e.type === 'put') cache.apply(e.kv.key, e.kv.value, e.kv.modRevision);
-        else cache.items.delete(e.kv.key.slice(prefix.length));
+        else if (cache.items.delete(e.kv.key.slice(prefix.length))) cache.#generation++;
       }
       onChange?.();
     });
@@ -40,6 +41,11 @@ export class PrefixCache<T> {
   /** The object under `prefix + name`. */
   get(name: string): T | undefined {
     return this.items.get(name)?.value;
+  }
+
+  /** Changes whenever the contents do: what is derived from values() can be kept until then. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Store modRevision of `name` (0 when absent): the token for a compare-and-set. */
@@ -57,7 +63,10 @@ export class PrefixCache<T> {
     const existing = this.items.get(name);
     if (existing && existing.modRevision >= modRevision) return;
     const parsed = this.parse(value, key);
-    if (parsed !== undefined) this.items.set(name, { value: parsed, modRevision });
+    if (parsed !== undefined) {
+      this.items.set(name, { value: parsed, modRevision });
+      this.#generation++;
+    }
   }
 
   async close(): Promise<void> {
