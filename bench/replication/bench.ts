@@ -21,7 +21,8 @@
  * - rsync: "Total bytes sent" + "Total bytes received" of each client's --stats (its block
  *   checksums up, literal data and tokens down), "Literal data" shown too.
  * - pxeha: pxeha_image_bytes_fetched_total of each peer (chunk payload), plus an estimate of
- *   HTTP framing (per chunk request and response headers, measured on one request).
+ *   HTTP framing (per chunk request and response headers, measured on one request; an upper
+ *   bound since chunks come ~16 per request, each with a 4-byte length: chunk-batch.ts).
  * Both also as the eth0 byte counters (rx + tx) of each receiving namespace over the transfer
  * window: all traffic, etcd's heartbeats and membership records included for both.
  *
@@ -285,7 +286,8 @@ async function main(): Promise<void> {
     const wire3 = await Promise.all(peers.map((n) => eth0Bytes(n.ns)));
     const fetched = (await Promise.all(peers.map((n) => metric(n, 'pxeha_image_bytes_fetched_total')))).map((b, i) => b - fetched0[i]!);
     const chunkCount = (await Promise.all(peers.map((n) => metric(n, 'pxeha_image_chunks_fetched_total')))).map((c, i) => c - chunks0[i]!);
-    // HTTP framing per chunk: one request and one response head, measured on one request with curl.
+    // HTTP framing per chunk: one request and one response head, measured on one request with curl
+    // (an upper bound: batches carry several chunks per request).
     const head = await n2.ns.exec(['curl', '-s', '-o', '/dev/null', '-w', '%{size_header} %{size_request}', '-H', 'Authorization: Bearer x', `http://${n1.ip}:8080/api/v1/chunks/${'a'.repeat(64)}`], { timeoutMs: 10_000 });
     const framing = head.stdout.split(' ').map(Number).reduce((a, b) => a + b, 0) + 60; // + a bearer longer than "x"
 

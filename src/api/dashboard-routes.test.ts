@@ -16,6 +16,7 @@ import { writeClusterConfig } from '../config/cluster-store.js';
 import { parseClusterConfig } from '../config/load.js';
 import { memberKey } from '../cluster/member-record.js';
 import { Catalog } from '../images/catalog.js';
+import { ChunkStore } from '../images/chunk-store.js';
 import type { ClusterConfig } from '../config/schema.js';
 import { buildHttpApp } from '../http/app.js';
 import { Inventory } from '../inventory/inventory.js';
@@ -198,9 +199,10 @@ describe('dashboard routes', () => {
     for (let i = 0; i < 60 && (await call(app, 'GET', '/api/v1/dashboard/cluster')).statusCode !== 200; i++) await new Promise((r) => setTimeout(r, 50));
     const catalog = new Catalog(store, { nowMs: () => clock.now() });
     const manifest = (n: number) => ({ format: 1 as const, files: [{ path: 'vmlinuz', size: 10 + n, chunks: [{ hash: n.toString(16).padStart(64, '0'), size: 10 + n, offset: 0 }] }] });
-    const v1 = await catalog.recordVersion('demo', manifest(1));
+    const chunks = await ChunkStore.open(join(dir, 'node')); // where the manifests' pages go
+    const v1 = await catalog.recordVersion('demo', manifest(1), chunks);
     await catalog.setChannel('demo', 'stable', v1.id);
-    const v2 = await catalog.recordVersion('demo', manifest(2));
+    const v2 = await catalog.recordVersion('demo', manifest(2), chunks);
     await catalog.setChannel('demo', 'stable', v2.id);
     await catalog.rollbackChannel('demo', 'stable');
     await store.put(memberKey('lab2'), member([v1.id]));

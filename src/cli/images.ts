@@ -22,8 +22,7 @@ import { publishDraft } from '../images/publish.js';
 import type { ChannelView, ImageDetail } from '../http/routes/image-lifecycle.js';
 import { holdingText, type ImagesStatus } from '../images/status.js';
 import { TokenBucket } from '../images/throttle.js';
-import { progressLine, uploadDraft, type UploadProgress } from '../images/upload.js';
-import type { Manifest } from '../images/manifest.js';
+import { progressLine, uploadDraft, type RecordRequest, type UploadProgress } from '../images/upload.js';
 import { apiSocketOf, storeConfigOf } from '../node/node.js';
 import { openStore } from '../store/open.js';
 import { serverEndpoint, type AccessFlags } from './access.js';
@@ -121,8 +120,8 @@ export function registerImageCommands(program: Command): void {
         if (held) console.log(`  holders: ${held}`);
         if (version) {
           const files = new Table({ head: ['path', 'bytes', 'chunks'], style: { head: [], border: [] } });
-          for (const f of v.files) files.push([f.path, String(f.size), String(f.chunks)]);
-          console.log(files.toString());
+          for (const f of v.files ?? []) files.push([f.path, String(f.size), String(f.chunks)]);
+          console.log(v.files ? files.toString() : '  files: the answering node does not hold the manifest yet');
         }
       }
     },
@@ -264,7 +263,7 @@ async function remotePush(path: string, opts: AccessFlags & { server: string; na
       putChunk: async (hash, data) => {
         await client.call('PUT', `/api/v1/chunks/${hash}`, undefined, { bytes: data, timeoutMs: 60_000 });
       },
-      record: (name, body: { manifest: Manifest; channel?: string; note?: string }) =>
+      record: (name, body: RecordRequest) =>
         client.call<{ id: string; created: boolean }>('POST', `/api/v1/images/${encodeURIComponent(name)}/versions`, body, { timeoutMs: 60_000 }),
     },
   });

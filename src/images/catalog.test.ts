@@ -6,8 +6,11 @@ import { after, before, describe, it } from 'node:test';
 import { PxehaError } from '../errors.js';
 import { openStore } from '../store/open.js';
 import type { Store, TxnRequest, TxnResult } from '../store/store.js';
+import { takeBackup, restoreBackup } from '../cluster/backup.js';
+import { ChunkStore } from './chunk-store.js';
 import {
   Catalog,
+  MAX_VERSION_RECORD_BYTES,
   channelKey,
   channelsUsing,
   parseImageKey,
@@ -16,7 +19,8 @@ import {
   versionKey,
   type ChannelRecord,
 } from './catalog.js';
-import { manifestId, type Manifest } from './manifest.js';
+import { canonicalJson, manifestId, paginateManifest, type Manifest } from './manifest.js';
+import { loadManifest } from './manifest-store.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof PxehaError && e.code === code;
 
@@ -81,6 +85,7 @@ describe('Catalog on the embedded store', () => {
   let readBarrier: { count: number; waiting: Array<() => void> } | undefined;
   let store: Store;
   let catalog: Catalog;
+  let chunks: ChunkStore;
   let now = 1_000;
 
   before(async () => {
@@ -116,43 +121,71 @@ describe('Catalog on the embedded store', () => {
       },
     });
     catalog = new Catalog(store, { nowMs: () => now, historyLimit: 2 });
+    chunks = await ChunkStore.open(join(dir, 'node'));
   });
   after(async () => {
     await inner.close();
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('records a version create-only, keyed by its manifest id, and reads it back checked', async () => {
-    const first = await catalog.recordVersion('debian', manifest(1), { note: 'first' });
+  it('records a version create-only, keyed by its manifest id, its manifest stored as pages first', async () => {
+    const first = await catalog.recordVersion('debian', manifest(1), chunks, { note: 'first' });
     assert.equal(first.id, manifestId(manifest(1)));
     assert.equal(first.created, true);
-    const again = await catalog.recordVersion('debian', manifest(1));
+    const again = await catalog.recordVersion('debian', manifest(1), chunks);
     assert.equal(again.created, false);
     assert.equal(again.revision, first.revision, 'nothing written');
     const got = await catalog.getVersion('debian', first.id);
-    assert.deepEqual(got?.record, { manifest: manifest(1), publishedAtMs: 1_000, note: 'first' });
+    const { ref } = paginateManifest(manifest(1));
+    assert.deepEqual(got?.record, { manifest: ref, totals: { bytes: 11, files: 1, chunks: 1 }, publishedAtMs: 1_000, note: 'first' });
+    assert.equal(ref.pages.length, 1);
+    assert.equal(ref.pages[0], first.id, 'a one-page manifest is the blob whose hash is the version id');
+    assert.deepEqual(await loadManifest(chunks, first.id, got!.record.manifest), manifest(1));
     assert.equal(await catalog.getVersion('debian', manifestId(manifest(99))), undefined);
-    await catalog.recordVersion('debian', manifest(2));
+    await catalog.recordVersion('debian', manifest(2), chunks);
     assert.deepEqual((await catalog.listVersions('debian')).map((v) => v.id), [manifestId(manifest(1)), manifestId(manifest(2))]);
     assert.deepEqual(await catalog.listImages(), ['debian']);
   });
 
-  it('refuses a record whose manifest is not the one its key names', async () => {
+  it('refuses a record whose manifest pages are not the version its key names', async () => {
     const id = manifestId(manifest(3));
-    await inner.put(versionKey('tampered', id), JSON.stringify({ manifest: manifest(4), publishedAtMs: 1 }));
-    await assert.rejects(catalog.getVersion('tampered', id), (e: unknown) => isCode('PXE_ERR_INTERNAL')(e) && /holds the manifest of version/.test(String(e)));
+    // A record under 3's key that names the (stored, sound) pages of manifest 4.
+    const other = paginateManifest(manifest(4));
+    await chunks.put(other.ref.pages[0]!, other.pages[0]!);
+    await inner.put(versionKey('tampered', id), JSON.stringify({ manifest: other.ref, totals: { bytes: 14, files: 1, chunks: 1 }, publishedAtMs: 1 }));
+    const got = await catalog.getVersion('tampered', id);
+    await assert.rejects(loadManifest(chunks, id, got!.record.manifest), (e: unknown) => isCode('PXE_ERR_CHUNK_CORRUPT')(e) && /not the version/.test(String(e)));
+    // A page count that does not fit the byte count is refused as soon as the record is read.
+    await inner.put(versionKey('tampered', id), JSON.stringify({ manifest: { bytes: 10, pages: [A, B] }, totals: { bytes: 14, files: 1, chunks: 1 }, publishedAtMs: 1 }));
+    await assert.rejects(catalog.getVersion('tampered', id), isCode('PXE_ERR_INTERNAL'));
     await inner.delete(versionKey('tampered', id));
   });
 
+  it('records a version whose chunk list would not fit one store value, as several pages', async () => {
+    // 12 000 references to 3 distinct 100-byte chunks: ~1.3 MB of chunk list, over the old
+    // record limit, in a record of a few hundred bytes.
+    const refs = Array.from({ length: 12_000 }, (_, i) => ({ hash: (i % 3).toString(16).padStart(64, 'c'), size: 100, offset: i * 100 }));
+    const big: Manifest = { format: 1, files: [{ path: 'disk.img', size: 1_200_000, chunks: refs }] };
+    assert.ok(canonicalJson(big).length > MAX_VERSION_RECORD_BYTES);
+    const r = await catalog.recordVersion('huge', big, chunks);
+    const kv = await inner.get(versionKey('huge', r.id));
+    assert.ok(kv!.value.length < 1000, `record of ${kv!.value.length} bytes`);
+    const got = await catalog.getVersion('huge', r.id);
+    assert.equal(got!.record.manifest.pages.length, 2);
+    assert.deepEqual(got!.record.totals, { bytes: 1_200_000, files: 1, chunks: 3 });
+    assert.deepEqual(await loadManifest(chunks, r.id, got!.record.manifest), big);
+    await catalog.removeVersion('huge', r.id);
+  });
+
   it('refuses bad names and ids', async () => {
-    await assert.rejects(catalog.recordVersion('../etc', manifest(1)), isCode('PXE_ERR_BAD_REQUEST'));
+    await assert.rejects(catalog.recordVersion('../etc', manifest(1), chunks), isCode('PXE_ERR_BAD_REQUEST'));
     await assert.rejects(catalog.setChannel('debian', 'Stable/x', A), isCode('PXE_ERR_BAD_REQUEST'));
     await assert.rejects(catalog.getVersion('debian', 'abc'), isCode('PXE_ERR_BAD_REQUEST'));
   });
 
   it('publishes to a channel and rolls back through a short history', async () => {
     const ids = [];
-    for (const n of [10, 11, 12]) ids.push((await catalog.recordVersion('alma', manifest(n))).id);
+    for (const n of [10, 11, 12]) ids.push((await catalog.recordVersion('alma', manifest(n), chunks)).id);
     const [v1, v2, v3] = ids as [string, string, string];
     now = 2_000;
     const s1 = await catalog.setChannel('alma', 'stable', v1, { baseRevision: 0 });
@@ -172,8 +205,8 @@ describe('Catalog on the embedded store', () => {
   });
 
   it('promotes: points `to` at what `from` serves, refusing if either changed meanwhile', async () => {
-    const p1 = (await catalog.recordVersion('stage', manifest(50))).id;
-    const p2 = (await catalog.recordVersion('stage', manifest(51))).id;
+    const p1 = (await catalog.recordVersion('stage', manifest(50), chunks)).id;
+    const p2 = (await catalog.recordVersion('stage', manifest(51), chunks)).id;
     await catalog.setChannel('stage', 'test', p1);
     const first = await catalog.promoteChannel('stage', 'test', 'production', { baseRevision: 0 });
     assert.deepEqual([first.record.version, first.record.history, first.from.channel], [p1, [], 'test']);
@@ -201,9 +234,9 @@ describe('Catalog on the embedded store', () => {
   });
 
   it('lets only one of two switches from the same base revision win', async () => {
-    const v4 = (await catalog.recordVersion('rocky', manifest(20))).id;
-    const v5 = (await catalog.recordVersion('rocky', manifest(21))).id;
-    const v6 = (await catalog.recordVersion('rocky', manifest(22))).id;
+    const v4 = (await catalog.recordVersion('rocky', manifest(20), chunks)).id;
+    const v5 = (await catalog.recordVersion('rocky', manifest(21), chunks)).id;
+    const v6 = (await catalog.recordVersion('rocky', manifest(22), chunks)).id;
     const base = await catalog.setChannel('rocky', 'stable', v4);
 
     // Given base: both callers decided on the same state.
@@ -237,10 +270,10 @@ describe('Catalog on the embedded store', () => {
   });
 
   it('will not remove a version a channel serves or can roll back to', async () => {
-    const v1 = (await catalog.recordVersion('fedora', manifest(30))).id;
-    const v2 = (await catalog.recordVersion('fedora', manifest(31))).id;
-    const v3 = (await catalog.recordVersion('fedora', manifest(32))).id;
-    const v4 = (await catalog.recordVersion('fedora', manifest(33))).id;
+    const v1 = (await catalog.recordVersion('fedora', manifest(30), chunks)).id;
+    const v2 = (await catalog.recordVersion('fedora', manifest(31), chunks)).id;
+    const v3 = (await catalog.recordVersion('fedora', manifest(32), chunks)).id;
+    const v4 = (await catalog.recordVersion('fedora', manifest(33), chunks)).id;
     await catalog.setChannel('fedora', 'stable', v1);
     await assert.rejects(catalog.removeVersion('fedora', v1), (e: unknown) => isCode('PXE_ERR_CONFLICT')(e) && /in use by channel\(s\) stable/.test(String(e)));
     await catalog.setChannel('fedora', 'stable', v2);
@@ -255,7 +288,7 @@ describe('Catalog on the embedded store', () => {
   });
 
   it('removal and a concurrent channel switch to the same version cannot both win', async () => {
-    const v = (await catalog.recordVersion('arch', manifest(40))).id;
+    const v = (await catalog.recordVersion('arch', manifest(40), chunks)).id;
     // A channel created between the removal's check and its delete: the fence fails the delete.
     beforeTxn = {
       when: (r) => r.success?.some((op) => op.type === 'delete' && op.key === versionKey('arch', v)) ?? false,
@@ -276,9 +309,34 @@ describe('Catalog on the embedded store', () => {
     assert.equal(await catalog.getVersion('arch', v), undefined);
   });
 
-  it('lists every chunk any recorded version references (what gc must keep)', async () => {
-    const referenced = await catalog.referencedChunks();
+  it('lists every chunk and manifest page any recorded version references (what gc must keep)', async () => {
+    const referenced = await catalog.referencedChunks(chunks);
+    for (const v of await catalog.listVersions('rocky')) for (const p of v.record.manifest.pages) assert.ok(referenced.has(p), 'manifest pages are kept');
     for (const n of [1, 2, 10, 11, 12, 20, 21, 22, 32, 33]) assert.ok(referenced.has(manifest(n).files[0]!.chunks[0]!.hash), `manifest ${n}`);
     for (const n of [30, 31, 40]) assert.ok(!referenced.has(manifest(n).files[0]!.chunks[0]!.hash), `removed version ${n}`);
+    // gc with no grace period keeps the pages of recorded versions, drops those of removed ones.
+    const removed = paginateManifest(manifest(40)).ref.pages[0]!;
+    assert.ok(await chunks.has(removed));
+    const gc = await chunks.gc(referenced, { graceMs: 0 });
+    assert.ok(gc.deleted.includes(removed));
+    for (const n of [1, 2, 10, 22, 33]) assert.ok(await chunks.has(paginateManifest(manifest(n)).ref.pages[0]!), `pages of version ${n} kept`);
+    // A node that lacks a recorded version's manifest cannot list its chunks: refused, not guessed.
+    await inner.put(versionKey('elsewhere', manifestId(manifest(77))), JSON.stringify({ manifest: paginateManifest(manifest(77)).ref, totals: { bytes: 87, files: 1, chunks: 1 }, publishedAtMs: 1 }));
+    await assert.rejects(catalog.referencedChunks(chunks), isCode('PXE_ERR_CONFLICT'));
+    await inner.delete(versionKey('elsewhere', manifestId(manifest(77))));
+  });
+
+  it('restores from a backup on a node that holds the chunks: the records name pages it has', async () => {
+    const backup = await takeBackup(inner);
+    const other = await openStore({ kind: 'embedded', path: join(dir, 'restored.db') });
+    try {
+      await restoreBackup(other, backup);
+      const restored = new Catalog(other);
+      const versions = await restored.listVersions('debian');
+      assert.equal(versions.length, 2);
+      for (const v of versions) assert.equal((await loadManifest(chunks, v.id, v.record.manifest))?.files.length, 1);
+    } finally {
+      await other.close();
+    }
   });
 });

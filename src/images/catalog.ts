@@ -1,12 +1,15 @@
 /**
  * The images catalog in the store: which versions exist and which version each channel serves.
  *
- *   /pxeha/images/<name>/versions/<id>       version record: manifest + when; create-only, never changed
+ *   /pxeha/images/<name>/versions/<id>       version record: where the manifest is, totals, when; create-only
  *   /pxeha/images/<name>/channels/<channel>  channel record: version id + short history
  *   /pxeha/images/<name>/fence               bumped by every channel write (see removeVersion)
  *
- * A version's key names its manifest's SHA-256, so recording it is idempotent and a record read
- * back is checked against its key. A channel switches with one compare-and-set on its key's
+ * A version's key names its manifest's SHA-256, so recording it is idempotent. The manifest
+ * itself (every chunk of every file) is not in the record: it is stored as pages in the chunk
+ * store first (manifest-store.ts) and the record names them, so its size does not grow with the
+ * image. Whoever reads the chunk list loads it through loadManifest, which proves the pages are
+ * the version its key names. A channel switches with one compare-and-set on its key's
  * modRevision: of two switches made from the same state only one commits, the other gets
  * PXE_ERR_CONFLICT and nothing changes. Every node sees the switch at one store revision, which
  * is what makes publish and rollback atomic across the cluster.
@@ -18,15 +21,17 @@ import { Type, type Static } from '@sinclair/typebox';
 import { validate } from '../config/load.js';
 import { PxehaError } from '../errors.js';
 import type { Compare, KeyValue, Store, TxnOpResult } from '../store/store.js';
-import { ManifestSchema, checkManifestSemantics, manifestChunks, manifestId, type Manifest } from './manifest.js';
+import type { ChunkStore } from './chunk-store.js';
+import { ManifestRefSchema, manifestChunks, manifestRefProblem, manifestTotals, type Manifest } from './manifest.js';
+import { loadManifest, storeManifest } from './manifest-store.js';
 
 export const IMAGES_PREFIX = '/pxeha/images/';
 /** Previous versions a channel remembers for rollback. */
 export const DEFAULT_CHANNEL_HISTORY = 5;
 /**
- * Largest version record we write: etcd refuses requests over 1.5 MiB by default. At 1 MiB
- * chunks this is an image of ~10 GiB; bigger images need the chunk list moved out of the store
- * (into chunks of its own), a later step.
+ * Largest version record we write: etcd refuses requests over 1.5 MiB by default. A record is
+ * its totals, its note and one 64-digit hash per 1 MiB manifest page (~2.3 GiB of image at
+ * 256 KiB chunks), so this bounds an image at ~15 000 pages: tens of TiB, not a practical limit.
  */
 export const MAX_VERSION_RECORD_BYTES = 1024 * 1024;
 
@@ -36,7 +41,18 @@ const ID_RE = /^[0-9a-f]{64}$/;
 
 export const VersionRecordSchema = Type.Object(
   {
-    manifest: ManifestSchema,
+    /** The manifest's pages in the chunk store (manifest-store.ts). */
+    manifest: ManifestRefSchema,
+    /** What lists and the matrix show without loading the manifest. */
+    totals: Type.Object(
+      {
+        bytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+        files: Type.Integer({ minimum: 0 }),
+        /** Distinct chunks. */
+        chunks: Type.Integer({ minimum: 0 }),
+      },
+      { additionalProperties: false },
+    ),
     publishedAtMs: Type.Integer({ minimum: 0 }),
     note: Type.Optional(Type.String({ maxLength: 1024 })),
   },
@@ -159,19 +175,25 @@ export class Catalog {
   }
 
   /**
-   * Records a version (create-only). `created` is false when it was already recorded: same key,
-   * same manifest by construction, so publishing the same tree twice is harmless.
+   * Records a version (create-only): stores its manifest's pages in `chunks` (this node's chunk
+   * store; the caller has made sure every chunk the manifest names is there too), then writes the
+   * record, so a record never names a page or chunk its recording node lacks. `created` is false
+   * when it was already recorded: same key, same manifest by construction, so publishing the same
+   * tree twice is harmless.
    */
-  async recordVersion(name: string, manifest: Manifest, options: { note?: string } = {}): Promise<{ id: string; created: boolean; revision: number }> {
+  async recordVersion(name: string, manifest: Manifest, chunks: ChunkStore, options: { note?: string } = {}): Promise<{ id: string; created: boolean; revision: number }> {
     checkName('image', name);
-    const semantic = checkManifestSemantics(manifest);
-    if (semantic.length > 0) throw new PxehaError('PXE_ERR_BAD_REQUEST', `manifest is invalid: ${semantic.map((i) => `${i.path} ${i.message}`).join('; ')}`);
-    const id = manifestId(manifest);
-    const record: VersionRecord = { manifest, publishedAtMs: this.#nowMs(), ...(options.note !== undefined ? { note: options.note } : {}) };
+    const { id, ref } = await storeManifest(chunks, manifest);
+    const record: VersionRecord = {
+      manifest: ref,
+      totals: manifestTotals(manifest),
+      publishedAtMs: this.#nowMs(),
+      ...(options.note !== undefined ? { note: options.note } : {}),
+    };
     const value = JSON.stringify(record);
     const bytes = Buffer.byteLength(value);
     if (bytes > MAX_VERSION_RECORD_BYTES) {
-      throw new PxehaError('PXE_ERR_BAD_REQUEST', `version record of ${bytes} bytes exceeds the store limit of ${MAX_VERSION_RECORD_BYTES} (too many chunks for one record)`);
+      throw new PxehaError('PXE_ERR_BAD_REQUEST', `version record of ${bytes} bytes exceeds the store limit of ${MAX_VERSION_RECORD_BYTES}`);
     }
     const key = versionKey(name, id);
     const result = await this.#store.txn({
@@ -331,17 +353,23 @@ export class Catalog {
   }
 
   /**
-   * Every chunk any recorded version references, across all images: what a node's chunk store
-   * must keep (ChunkStore.gc). Versions, not channels, because any recorded version can be
-   * pointed at by a channel at any moment.
+   * Every chunk and manifest page any recorded version references, across all images: what a
+   * node's chunk store must keep (ChunkStore.gc). Versions, not channels, because any recorded
+   * version can be pointed at by a channel at any moment. The chunk lists come from the
+   * manifests in `chunks`; if one is not there (not replicated yet) its chunks cannot be known,
+   * so this refuses (PXE_ERR_CONFLICT) rather than let gc delete them.
    */
-  async referencedChunks(): Promise<Set<string>> {
+  async referencedChunks(chunks: ChunkStore): Promise<Set<string>> {
     const { kvs } = await this.#store.range(IMAGES_PREFIX, { prefix: true });
     const hashes = new Set<string>();
     for (const kv of kvs) {
       const parsed = parseImageKey(kv.key);
       if (parsed?.kind !== 'version') continue;
-      for (const h of manifestChunks(parseVersionKv(parsed.name, parsed.id, kv).record.manifest)) hashes.add(h);
+      const { record } = parseVersionKv(parsed.name, parsed.id, kv);
+      for (const page of record.manifest.pages) hashes.add(page);
+      const manifest = await loadManifest(chunks, parsed.id, record.manifest);
+      if (!manifest) throw manifestNotHere(parsed.name, parsed.id);
+      for (const h of manifestChunks(manifest)) hashes.add(h);
     }
     return hashes;
   }
@@ -409,14 +437,27 @@ function parseJson(kv: KeyValue): unknown {
   }
 }
 
-/** Parses a version record and checks it is the manifest its key names. */
+/**
+ * Parses a version record. That its pages are the manifest its key names is proven where they
+ * are read (loadManifest), since only the pages can prove it.
+ */
 function parseVersionKv(name: string, id: string, kv: KeyValue): VersionState {
-  const record = validate<VersionRecord>(VersionRecordSchema, parseJson(kv), kv.key);
-  const issues = checkManifestSemantics(record.manifest);
-  if (issues.length > 0) throw new PxehaError('PXE_ERR_INTERNAL', `${kv.key}: manifest is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`);
-  const actual = manifestId(record.manifest);
-  if (actual !== id) throw new PxehaError('PXE_ERR_INTERNAL', `${kv.key} holds the manifest of version ${actual}`);
-  return { name, id, record, createRevision: kv.createRevision };
+  return { name, id, record: parseVersionRecord(parseJson(kv), kv.key), createRevision: kv.createRevision };
+}
+
+/** Validates a version record (schema, and a page count that fits its byte count). */
+export function parseVersionRecord(json: unknown, key: string): VersionRecord {
+  const record = validate<VersionRecord>(VersionRecordSchema, json, key);
+  const problem = manifestRefProblem(record.manifest);
+  if (problem) throw new PxehaError('PXE_ERR_INTERNAL', `${key}: ${problem}`);
+  return record;
+}
+
+export function manifestNotHere(name: string, id: string): PxehaError {
+  return new PxehaError(
+    'PXE_ERR_CONFLICT',
+    `the manifest of version ${id} of image ${name} is not on this node yet (replication fetches it); its chunks cannot be known, so nothing is collected`,
+  );
 }
 
 function channelStates(name: string, kvs: readonly KeyValue[]): ChannelState[] {

@@ -35,6 +35,20 @@ describe('ChunkStore', () => {
     assert.deepEqual(await readdir(join(dir, 'chunks', 'tmp')), [], 'no temp file left behind');
   });
 
+  it('putContent names a chunk by its own hash; the same chunk put many times at once is written once, and each write is durable before it resolves', async () => {
+    const data = seededBytes(3, 70_000);
+    const puts = Array.from({ length: 8 }, () => store.putContent(data));
+    assert.ok(puts.every((p) => p.hash === sha256Hex(data)));
+    const wrote = await Promise.all(puts.map((p) => p.stored));
+    assert.deepEqual(wrote.filter(Boolean).length, 1, 'one write; the others waited for it and only touched it');
+    assert.deepEqual(await store.get(sha256Hex(data)), data);
+    // Many chunks at once (directory fsyncs shared where they land in one fan-out directory).
+    const many = Array.from({ length: 64 }, (_, i) => seededBytes(1000 + i, 1000));
+    assert.deepEqual(await Promise.all(many.map((d) => store.put(sha256Hex(d), d))), many.map(() => true));
+    for (const d of many) assert.deepEqual(await store.get(sha256Hex(d)), d);
+    assert.deepEqual(await readdir(join(dir, 'chunks', 'tmp')), [], 'no temp file left behind');
+  });
+
   it('refuses to store bytes that do not match their hash', async () => {
     const data = seededBytes(2, 100);
     await assert.rejects(store.put(sha256Hex(Buffer.from('other')), data), isCode('PXE_ERR_CHUNK_CORRUPT'));

@@ -29,8 +29,11 @@ const FANOUT_RE = /^[0-9a-f]{2}$/;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 /** putStream's smallest receive buffer; larger ones double (a 1.1 MiB chunk uses 2 MiB). */
 const MIN_STAGE_BYTES = 256 * 1024;
-/** Receive buffers kept per size class (one per fetch in flight is enough). */
-const MAX_FREE_STAGES = 8;
+/**
+ * Receive buffers kept per size class: one per chunk received and not yet on disk (a batch
+ * fetch keeps up to its batch size writing while the next chunks arrive).
+ */
+const MAX_FREE_STAGES = 32;
 /** Chunks newer than this are spared by garbage collection (see gc()). */
 export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000;
 
@@ -83,6 +86,10 @@ export class ChunkStore {
   readonly #clocked: boolean;
   /** Fan-out directories known to exist (never removed while the store is open). */
   readonly #dirs = new Set<string>();
+  /** The last touch-or-write of each chunk in progress (see #touchOrWrite). */
+  readonly #writing = new Map<string, Promise<boolean>>();
+  /** Directory fsyncs running, and the one queued after each (see #syncDir). */
+  readonly #dirSyncs = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
 
   private constructor(root: string, options: ChunkStoreOptions) {
     this.root = root;
@@ -126,19 +133,44 @@ export class ChunkStore {
   }
 
   /**
+   * Stores `data` under its own SHA-256, computed here from the very bytes written (so there is
+   * no name to check them against): the hash at once, and a promise of whether it wrote, settled
+   * once the chunk is on stable storage. For a publish, whose chunker would otherwise hash each
+   * chunk and put() hash it again. `data` must not change until the promise settles.
+   */
+  putContent(data: Uint8Array): { hash: string; stored: Promise<boolean> } {
+    const hash = sha256Hex(data);
+    const path = this.pathOf(hash);
+    return { hash, stored: this.#touchOrWrite(hash, path, (handle) => handle.writeFile(data)) };
+  }
+
+  /**
    * A verified chunk: touched if already held (not rewritten: the touch is what gc's grace period
    * sees), else written atomically. Returns whether it wrote.
    */
-  async #touchOrWrite(hash: string, path: string, fill: (handle: FileHandle) => Promise<void>): Promise<boolean> {
-    const now = new Date(this.#nowMs());
-    try {
-      await utimes(path, now, now);
-      return false;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    await this.#writeAtomic(hash, path, now, fill);
-    return true;
+  #touchOrWrite(hash: string, path: string, fill: (handle: FileHandle) => Promise<void>): Promise<boolean> {
+    // Operations on one chunk run one after another (a run of identical chunks published with
+    // several writes in flight, or a chunk fetched twice at once): the first writes it, the
+    // others wait for it and then only touch it.
+    const pending = this.#writing.get(hash);
+    const run = (async (): Promise<boolean> => {
+      if (pending) await pending.catch(() => {});
+      const now = new Date(this.#nowMs());
+      try {
+        await utimes(path, now, now);
+        return false;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      await this.#writeAtomic(hash, path, now, fill);
+      return true;
+    })();
+    this.#writing.set(hash, run);
+    const settled = (): void => {
+      if (this.#writing.get(hash) === run) this.#writing.delete(hash);
+    };
+    run.then(settled, settled);
+    return run;
   }
 
   /**
@@ -152,74 +184,75 @@ export class ChunkStore {
    * touched).
    */
   async putStream(hash: string, size: number, source: Readable): Promise<boolean> {
-    // An error before #receive listens must not go unhandled; #receive finds it in `errored`.
+    // An error before pipeInto listens must not go unhandled; pipeInto finds it in `errored`.
     source.on('error', () => {});
+    let receiver: ChunkReceiver | undefined;
+    try {
+      receiver = this.receive(hash, size);
+      // Received and verified before any file-system call: reception never waits on the libuv
+      // pool, which the fsyncs of other chunks occupy (the socket would stall meanwhile).
+      await pipeInto(receiver, source);
+    } catch (err) {
+      receiver?.abort();
+      source.destroy();
+      throw err;
+    }
+    return receiver.commit();
+  }
+
+  /**
+   * A chunk received piece by piece from a source the caller parses (several chunks back to back
+   * in one response: src/images/chunk-batch.ts): `write` hashes and copies each piece into a
+   * pooled buffer, `commit` checks the digest and the byte count and only then writes the chunk
+   * as put() does (atomic, fsynced, directory fsynced), resolving once it is on stable storage.
+   * Exactly one of `commit` and `abort` must be called (they return the buffer to the pool).
+   */
+  receive(hash: string, size: number): ChunkReceiver {
+    const path = this.pathOf(hash);
     let capacity = MIN_STAGE_BYTES;
     while (capacity < size) capacity *= 2;
     let free = this.#stages.get(capacity);
     if (!free) this.#stages.set(capacity, (free = []));
-    const stage = free.pop() ?? Buffer.allocUnsafeSlow(capacity);
-    try {
-      // Received and verified before any file-system call: reception never waits on the libuv
-      // pool, which the fsyncs of other chunks occupy (the socket would stall meanwhile).
-      const path = this.pathOf(hash);
-      await this.#receive(hash, size, source, stage);
-      return await this.#touchOrWrite(hash, path, (handle) => writeAll(handle, stage, size, 0));
-    } catch (err) {
-      source.destroy();
-      throw err;
-    } finally {
-      // After the write (or before any): nothing reads the stage any more.
-      if (free.length < MAX_FREE_STAGES) free.push(stage);
-    }
-  }
-
-  /**
-   * Hashes `source` piece by piece as it arrives, copying it into `stage`; resolves once it
-   * ended with exactly the chunk's bytes, throws otherwise.
-   */
-  async #receive(hash: string, size: number, source: Readable, stage: Buffer): Promise<void> {
+    const pool = free;
+    const stage = pool.pop() ?? Buffer.allocUnsafeSlow(capacity);
     const digest = createHash('sha256');
     let received = 0;
-    await new Promise<void>((resolve, reject) => {
-      let done = false;
-      const fail = (err: Error): void => {
-        if (done) return;
-        done = true;
-        source.off('data', onData);
-        reject(err);
-      };
-      const onData = (piece: Buffer): void => {
-        if (done) return;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      // After the write (or before any): nothing reads the stage any more.
+      if (pool.length < MAX_FREE_STAGES) pool.push(stage);
+    };
+    return {
+      hash,
+      size,
+      get received() {
+        return received;
+      },
+      write: (piece: Uint8Array): void => {
+        if (released) throw new Error(`chunk ${hash}: written after commit or abort`);
         if (received + piece.length > size) {
-          fail(new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: more than its ${size} bytes arrived`));
-          return;
+          throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: more than its ${size} bytes arrived`);
         }
         digest.update(piece);
-        piece.copy(stage, received);
+        stage.set(piece, received);
         received += piece.length;
-      };
-      if (source.destroyed) {
-        fail(source.errored ?? new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its source closed before any byte arrived`));
-        return;
-      }
-      source.on('data', onData);
-      source.once('error', fail);
-      source.once('end', () => {
-        if (done) return;
-        done = true;
-        resolve();
-      });
-      source.once('close', () => {
-        // 'close' without 'end': the body stopped short (a dropped connection).
-        if (!source.readableEnded) fail(new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: ${received} of ${size} bytes arrived`));
-      });
-      source.resume();
-    });
-    const actual = digest.digest('hex');
-    if (received !== size || actual !== hash) {
-      throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its ${received} bytes (${size} expected) hash to ${actual}`);
-    }
+      },
+      commit: async (): Promise<boolean> => {
+        try {
+          if (released) throw new Error(`chunk ${hash}: committed after commit or abort`);
+          const actual = digest.digest('hex');
+          if (received !== size || actual !== hash) {
+            throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its ${received} bytes (${size} expected) hash to ${actual}`);
+          }
+          return await this.#touchOrWrite(hash, path, (handle) => writeAll(handle, stage, size, 0));
+        } finally {
+          release();
+        }
+      },
+      abort: release,
+    };
   }
 
   /** Temp file, `fill`, fsync, mtime, rename into place, fsync of the directory. */
@@ -245,7 +278,31 @@ export class ChunkStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#dirs.delete(dir); // removed behind our back
       throw err;
     }
-    await syncDir(dir);
+    await this.#syncDir(dir);
+  }
+
+  /**
+   * Makes the renames into `dir` done so far durable, sharing fsyncs between concurrent writes
+   * (group commit): a caller joins the fsync queued to start after the running one, never the
+   * running one itself, which may have started before its rename. So every write still waits
+   * for an fsync of its directory that began after its rename; writes landing in one directory
+   * while its fsync runs share the next one.
+   */
+  #syncDir(dir: string): Promise<void> {
+    const state = this.#dirSyncs.get(dir);
+    if (state) return (state.next ??= state.running.catch(() => {}).then(() => this.#startDirSync(dir)));
+    return this.#startDirSync(dir);
+  }
+
+  #startDirSync(dir: string): Promise<void> {
+    const running = syncDir(dir);
+    const state: { running: Promise<void>; next?: Promise<void> } = { running };
+    this.#dirSyncs.set(dir, state);
+    const done = (): void => {
+      if (this.#dirSyncs.get(dir) === state) this.#dirSyncs.delete(dir);
+    };
+    running.then(done, done);
+    return running;
   }
 
   /**
@@ -340,6 +397,60 @@ export class ChunkStore {
       if (st && st.mtimeMs < cutoffMs) await rm(path, { force: true });
     }
   }
+}
+
+/** A chunk being received: see ChunkStore.receive. */
+export interface ChunkReceiver {
+  readonly hash: string;
+  readonly size: number;
+  /** Bytes written so far. */
+  readonly received: number;
+  /** Hashes and keeps `piece`; throws PXE_ERR_CHUNK_CORRUPT past `size` bytes. */
+  write(piece: Uint8Array): void;
+  /** Verifies, then stores durably; whether it wrote (false: already held, only touched). */
+  commit(): Promise<boolean>;
+  abort(): void;
+}
+
+/**
+ * Feeds `source` into `receiver` until it ends; throws if it errors, closes before its end or
+ * sends more than the chunk's size (the count and the digest are checked by commit()).
+ */
+function pipeInto(receiver: ChunkReceiver, source: Readable): Promise<void> {
+  const { hash, size } = receiver;
+  return new Promise<void>((resolve, reject) => {
+    let done = false;
+    const fail = (err: Error): void => {
+      if (done) return;
+      done = true;
+      source.off('data', onData);
+      reject(err);
+    };
+    const onData = (piece: Buffer): void => {
+      if (done) return;
+      try {
+        receiver.write(piece);
+      } catch (err) {
+        fail(err as Error);
+      }
+    };
+    if (source.destroyed) {
+      fail(source.errored ?? new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: its source closed before any byte arrived`));
+      return;
+    }
+    source.on('data', onData);
+    source.once('error', fail);
+    source.once('end', () => {
+      if (done) return;
+      done = true;
+      resolve();
+    });
+    source.once('close', () => {
+      // 'close' without 'end': the body stopped short (a dropped connection).
+      if (!source.readableEnded) fail(new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${hash} refused: ${receiver.received} of ${size} bytes arrived`));
+    });
+    source.resume();
+  });
 }
 
 /** Writes `buf[0, n)` at file position `at`, whatever short writes the kernel makes. */

@@ -36,16 +36,22 @@ export interface ChunkingParams {
 }
 
 /**
- * 256 KiB / 1 MiB / 4 MiB: boot images are kernels (10–15 MiB), initrds (50–500 MiB) and root
- * file systems (0.5–4 GiB). At 1 MiB a 4 GiB image is ~4 000 chunks, a manifest of ~400 KB that
- * fits one etcd value (1.5 MiB request limit), and the per-chunk costs (a file, an fsync, a
- * replication request, a hash check before serving) are paid once per MiB. Smaller chunks would
- * share a little more between versions but make manifests too big for the store.
+ * 64 KiB / 256 KiB / 1 MiB: boot images are kernels (10–15 MiB), initrds (50–500 MiB) and root
+ * file systems and disks (0.5 GiB to many GiB). What an edit costs is whole chunks: each edited
+ * place costs the chunk(s) it falls in and the neighbours whose boundary moved, so a 1% edit in 3
+ * places of a 256 MiB file moves 5.2 MiB at this average against 8.9 MiB at 1 MiB (rsync:
+ * 2.8 MiB; bench/replication/RESULTS.md, 2026-11-24 "256 KiB chunks"). Chunk lists do not live in the cluster store (a
+ * version record names its manifest's pages in the chunk store: manifest-store.ts), so 4× the
+ * chunks is ~4× the manifest bytes, ~0.04% of the image, not a limit on its size. The per-chunk
+ * costs (a file, two fsyncs, a hash check before serving) are paid once per 256 KiB, 4× as
+ * often as before; publishing keeps several chunk writes in flight and replication fetches
+ * ~16 chunks per request (chunk-batch.ts), which brought the push and the full copy back to
+ * about their 1 MiB times (RESULTS.md, 2026-11-24 "Batches"). 512 KiB measured a worse delta.
  */
 export const DEFAULT_CHUNKING: Readonly<ChunkingParams> = Object.freeze({
-  minBytes: 256 * 1024,
-  avgBytes: 1024 * 1024,
-  maxBytes: 4 * 1024 * 1024,
+  minBytes: 64 * 1024,
+  avgBytes: 256 * 1024,
+  maxBytes: 1024 * 1024,
 });
 
 /** Level of normalized chunking (paper §3.4): MaskS has +2 bits, MaskL -2. */
@@ -171,6 +177,16 @@ type Fill = (buf: Buffer, offset: number, length: number) => Promise<number>;
  * worth (or the input ends), so memory is bounded whatever the input's size.
  */
 async function* chunkWith(fill: Fill, cutter: Cutter): AsyncGenerator<Chunk> {
+  for await (const cut of cutWith(fill, cutter)) yield { ...cut, hash: sha256Hex(cut.data) };
+}
+
+/** A chunk's place and bytes, not hashed (the chunk store hashes what it writes: cutFile). */
+export interface Cut extends ChunkBoundary {
+  /** A view into the chunker's buffer, valid only until the next cut is asked for. */
+  data: Buffer;
+}
+
+async function* cutWith(fill: Fill, cutter: Cutter): AsyncGenerator<Cut> {
   const { maxBytes } = cutter.params;
   const buf = Buffer.allocUnsafe(2 * maxBytes);
   let start = 0;
@@ -191,7 +207,7 @@ async function* chunkWith(fill: Fill, cutter: Cutter): AsyncGenerator<Chunk> {
     if (start === end) return;
     const size = cutPoint(buf, start, Math.min(end, start + maxBytes), cutter);
     const data = buf.subarray(start, start + size);
-    yield { offset, size, hash: sha256Hex(data), data };
+    yield { offset, size, data };
     offset += size;
     start += size;
   }
@@ -202,6 +218,20 @@ export async function* chunkFile(path: string, cutter: Cutter = makeCutter()): A
   const handle = await open(path, 'r');
   try {
     yield* chunkWith(async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead, cutter);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Cuts a file as chunkFile does, without hashing: for a caller that hands each chunk to
+ * ChunkStore.putContent, which names it by the hash of the bytes it writes (one SHA-256 pass,
+ * not one here and a check there).
+ */
+export async function* cutFile(path: string, cutter: Cutter = makeCutter()): AsyncGenerator<Cut> {
+  const handle = await open(path, 'r');
+  try {
+    yield* cutWith(async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead, cutter);
   } finally {
     await handle.close();
   }

@@ -5,10 +5,11 @@ import { imageEtag, parseImageRef, parsePinnedPath, pinnedImagePath, resolveImag
 
 const V1 = '1'.repeat(64);
 const V2 = '2'.repeat(64);
-const manifest = { format: 1 as const, files: [] };
+const manifest = { bytes: 1, pages: ['f'.repeat(64)] };
+const totals = { bytes: 0, files: 0, chunks: 0 };
 const entries: ImageEntry[] = [
-  { kind: 'version', name: 'demo', id: V1, record: { manifest, publishedAtMs: 1 } },
-  { kind: 'version', name: 'demo', id: V2, record: { manifest, publishedAtMs: 2 } },
+  { kind: 'version', name: 'demo', id: V1, record: { manifest, totals, publishedAtMs: 1 } },
+  { kind: 'version', name: 'demo', id: V2, record: { manifest, totals, publishedAtMs: 2 } },
   { kind: 'channel', name: 'demo', channel: 'stable', record: { version: V2, history: [V1], changedAtMs: 2, change: 'set' } },
   { kind: 'channel', name: 'demo', channel: 'orphan', record: { version: '3'.repeat(64), history: [], changedAtMs: 2, change: 'set' } },
 ];

@@ -1,7 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../errors.js';
-import { buildManifest, canonicalJson, imagePathProblem, manifestChunks, manifestId, parseManifest, type Manifest } from './manifest.js';
+import { PxehaError } from '../errors.js';
+import {
+  MANIFEST_PAGE_BYTES,
+  assembleManifest,
+  buildManifest,
+  canonicalJson,
+  imagePathProblem,
+  manifestChunks,
+  manifestId,
+  manifestPages,
+  manifestRefProblem,
+  paginateManifest,
+  parseManifest,
+  type Manifest,
+} from './manifest.js';
 
 const h = (c: string) => c.repeat(64);
 
@@ -75,5 +89,39 @@ describe('manifest', () => {
       assert.ok(issuesOf(m).some((i) => i.path === '/files/1/path'), path);
     }
     assert.equal(imagePathProblem('EFI/BOOT/BOOTX64.EFI'), undefined);
+  });
+});
+
+describe('manifest pages', () => {
+  /** A manifest of `n` 1-byte chunks: ~110 bytes of JSON each. */
+  const big = (n: number): Manifest => ({
+    format: 1,
+    files: [{ path: 'disk.img', size: n, chunks: Array.from({ length: n }, (_, i) => ({ hash: (i % 7).toString(16).padStart(64, '0'), size: 1, offset: i })) }],
+  });
+
+  it('cuts the canonical JSON into 1 MiB pages whose concatenation is the version', () => {
+    const m = big(20_000);
+    const { id, ref, pages } = paginateManifest(m);
+    assert.equal(id, manifestId(m));
+    assert.equal(ref.bytes, Buffer.byteLength(canonicalJson(m)));
+    assert.equal(pages.length, Math.ceil(ref.bytes / MANIFEST_PAGE_BYTES));
+    assert.ok(pages.length >= 2);
+    assert.deepEqual(manifestPages(ref).map((p) => p.size), pages.map((p) => p.length));
+    assert.equal(manifestRefProblem(ref), undefined);
+    assert.match(manifestRefProblem({ bytes: ref.bytes, pages: ref.pages.slice(1) }) ?? '', /must be/);
+    assert.deepEqual(assembleManifest(id, ref, pages), m);
+    // One page: the page is the blob whose hash is the version id.
+    const small = paginateManifest(sample);
+    assert.deepEqual(small.ref.pages, [small.id]);
+  });
+
+  it('refuses pages that are not the version the id names', () => {
+    const a = paginateManifest(big(3));
+    const b = paginateManifest(big(4));
+    const corrupt = (e: unknown) => e instanceof PxehaError && e.code === 'PXE_ERR_CHUNK_CORRUPT';
+    assert.throws(() => assembleManifest(a.id, b.ref, b.pages), corrupt);
+    const flipped = Buffer.from(a.pages[0]!);
+    flipped[10] = flipped[10]! ^ 1;
+    assert.throws(() => assembleManifest(a.id, a.ref, [flipped]), corrupt);
   });
 });

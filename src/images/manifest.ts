@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { validate } from '../config/load.js';
-import { ConfigError, type ValidationIssue } from '../errors.js';
+import { ConfigError, PxehaError, type ValidationIssue } from '../errors.js';
 
 export const MANIFEST_FORMAT = 1;
 
@@ -133,4 +133,82 @@ export function manifestChunks(m: Manifest): Set<string> {
 /** A file's entry by path, or undefined. */
 export function findFile(m: Manifest, path: string): ManifestFile | undefined {
   return m.files.find((f) => f.path === path);
+}
+
+// ---- manifests as pages in the chunk store --------------------------------------------------
+
+/**
+ * A manifest is kept out of the store: its canonical JSON is cut into pages of this many bytes
+ * (the last one shorter), each stored in the chunk store under its SHA-256 like any chunk, and the
+ * version record lists the page hashes. 1 MiB pages hold ~9 500 chunk references (~2.3 GiB of
+ * image at 256 KiB chunks), so one page covers most boot images and the record grows by one
+ * 64-digit hash per page, not by 110 bytes per chunk (docs/design.md, "Manifests as pages").
+ */
+export const MANIFEST_PAGE_BYTES = 1024 * 1024;
+
+/** Where a version's manifest is: the record's `manifest` field. */
+export const ManifestRefSchema = Type.Object(
+  {
+    /** Length of the manifest's canonical JSON (UTF-8 bytes); fixes every page's size. */
+    bytes: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    /** SHA-256 of each page, in order; their concatenation hashes to the version id. */
+    pages: Type.Array(Hash, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+export type ManifestRef = Static<typeof ManifestRefSchema>;
+
+/** A page of a manifest: what the replicator fetches and the chunk store keeps. */
+export interface ManifestPage {
+  hash: string;
+  size: number;
+}
+
+/** The pages a reference names, with their sizes (all MANIFEST_PAGE_BYTES but the last). */
+export function manifestPages(ref: ManifestRef): ManifestPage[] {
+  return ref.pages.map((hash, i) => ({ hash, size: Math.min(MANIFEST_PAGE_BYTES, ref.bytes - i * MANIFEST_PAGE_BYTES) }));
+}
+
+/** Whether a reference's page count fits its byte count (a page of 0 or more than a page's bytes cannot be). */
+export function manifestRefProblem(ref: ManifestRef): string | undefined {
+  const want = Math.ceil(ref.bytes / MANIFEST_PAGE_BYTES);
+  return ref.pages.length === want ? undefined : `${ref.pages.length} manifest pages for ${ref.bytes} bytes (must be ${want})`;
+}
+
+/** A manifest cut into pages: its id, its reference and the pages' bytes (to store). */
+export function paginateManifest(m: Manifest): { id: string; ref: ManifestRef; pages: Buffer[] } {
+  const bytes = Buffer.from(canonicalJson(m), 'utf8');
+  const pages: Buffer[] = [];
+  for (let o = 0; o < bytes.length; o += MANIFEST_PAGE_BYTES) pages.push(bytes.subarray(o, Math.min(bytes.length, o + MANIFEST_PAGE_BYTES)));
+  return {
+    id: createHash('sha256').update(bytes).digest('hex'),
+    ref: { bytes: bytes.length, pages: pages.map((p) => createHash('sha256').update(p).digest('hex')) },
+    pages,
+  };
+}
+
+/**
+ * The manifest whose pages are `pages` (each already verified against its hash by the chunk
+ * store), proven to be version `id`: their concatenation must hash to it, be canonical JSON and a
+ * valid manifest. Throws PXE_ERR_CHUNK_CORRUPT otherwise: a record that names pages of another
+ * manifest is refused here, whatever its key says.
+ */
+export function assembleManifest(id: string, ref: ManifestRef, pages: readonly Uint8Array[]): Manifest {
+  const bytes = Buffer.concat(pages);
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (bytes.length !== ref.bytes || actual !== id) {
+    throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `manifest pages of version ${id} are ${bytes.length} bytes hashing to ${actual}, not the version`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `manifest of version ${id} is not JSON`);
+  }
+  return parseManifest(json, `manifest ${id}`);
+}
+
+/** Totals a version record carries, so lists and the matrix need no manifest. */
+export function manifestTotals(m: Manifest): { bytes: number; files: number; chunks: number } {
+  return { bytes: m.files.reduce((n, f) => n + f.size, 0), files: m.files.length, chunks: manifestChunks(m).size };
 }

@@ -159,9 +159,10 @@ describe('placedOn / plannedHolders / labelsMatch', () => {
 describe('chunksToKeep', () => {
   const manifest = (hash: string): Manifest => ({ format: 1, files: [{ path: 'f', size: 1, chunks: [{ hash, size: 1, offset: 0 }] }] });
   const h = (c: string) => c.repeat(64);
+  const ref = (page: string) => ({ bytes: 100, pages: [page] });
   const versions = [
-    { name: 'big', id: h('1'), manifest: manifest(h('a')) },
-    { name: 'small', id: h('2'), manifest: manifest(h('b')) },
+    { name: 'big', id: h('1'), ref: ref(h('c')), manifest: manifest(h('a')) },
+    { name: 'small', id: h('2'), ref: ref(h('d')), manifest: manifest(h('b')) },
   ];
   const placements = new Map<string, PlacementRecord>([['big', { replicas: 2, changedAtMs: 0 }]]);
 
@@ -172,11 +173,17 @@ describe('chunksToKeep', () => {
       { name: 'n2', images: [h('2')] },
       { name: 'n3', images: [h('1'), h('2')] },
     ];
-    // n3 published `big` but is not placed: kept until n2 holds it too.
-    assert.deepEqual([...chunksToKeep({ self: { name: 'n3' }, versions, placements, plans, members })].sort(), [h('a'), h('b')]);
+    // n3 published `big` but is not placed: kept until n2 holds it too. Manifest pages (c, d)
+    // of every recorded version are always kept.
+    assert.deepEqual([...chunksToKeep({ self: { name: 'n3' }, versions, placements, plans, members })].sort(), [h('a'), h('b'), h('c'), h('d')]);
     members[1]!.images.push(h('1'));
-    assert.deepEqual([...chunksToKeep({ self: { name: 'n3' }, versions, placements, plans, members })], [h('b')]);
-    assert.deepEqual([...chunksToKeep({ self: { name: 'n1' }, versions, placements, plans, members })].sort(), [h('a'), h('b')]);
+    assert.deepEqual([...chunksToKeep({ self: { name: 'n3' }, versions, placements, plans, members })].sort(), [h('b'), h('c'), h('d')]);
+    assert.deepEqual([...chunksToKeep({ self: { name: 'n1' }, versions, placements, plans, members })].sort(), [h('a'), h('b'), h('c'), h('d')]);
+    // A version to keep whose manifest this node has not loaded: nothing is collected.
+    const unloaded = [{ ...versions[0]!, manifest: undefined }, versions[1]!];
+    assert.throws(() => chunksToKeep({ self: { name: 'n1' }, versions: unloaded, placements, plans, members }), /not on this node yet/);
+    // Not to keep here (placed elsewhere and held there): its manifest is not needed, its pages stay.
+    assert.deepEqual([...chunksToKeep({ self: { name: 'n3' }, versions: unloaded, placements, plans, members })].sort(), [h('b'), h('c'), h('d')]);
   });
 
   it('keeps a version whose image has no plan yet', () => {

@@ -7,7 +7,7 @@
  *
  * Two prefixes of their own rather than keys beside the versions under /pxeha/images/<name>/:
  * the leader reads every request and plan each step, and a range over /pxeha/images/ would
- * carry every version record (up to 1 MiB each) with it.
+ * carry every version record with it (small now that manifests live in the chunk store, but many).
  *
  * - No request: every node holds every version (the first cut's rule, unchanged).
  * - `all`: every node whose labels include the request's; each node decides this itself, no
@@ -28,8 +28,9 @@ import { Type, type Static } from '@sinclair/typebox';
 import { validate } from '../config/load.js';
 import { fencedTxn, periodicJob, type LeaderJob } from '../cluster/leader-jobs.js';
 import { MEMBERS_PREFIX, parseMemberRecord } from '../cluster/member-record.js';
+import { PxehaError } from '../errors.js';
 import type { TxnOp } from '../store/store.js';
-import type { Manifest } from './manifest.js';
+import type { Manifest, ManifestRef } from './manifest.js';
 
 export const PLACEMENT_PREFIX = '/pxeha/image-placement/';
 export const PLAN_PREFIX = '/pxeha/image-plan/';
@@ -155,7 +156,8 @@ export function plannedHolders(
 
 export interface KeepInput {
   self: PlacementNode;
-  versions: readonly { name: string; id: string; manifest: Manifest }[];
+  /** Every recorded version: its manifest's pages and, once loaded on this node, the manifest. */
+  versions: readonly { name: string; id: string; ref: ManifestRef; manifest: Manifest | undefined }[];
   placements: ReadonlyMap<string, PlacementRecord>;
   plans: ReadonlyMap<string, PlanRecord>;
   /** Live members with the versions each holds whole. */
@@ -163,10 +165,11 @@ export interface KeepInput {
 }
 
 /**
- * The chunks a node's garbage collection must keep (pure): those of every version placed on
- * it, and of every version not yet held whole by all of its planned holders (no plan yet, or
- * no eligible holder, counts as not yet: keep). Chunks of versions placed elsewhere and held
- * there can go.
+ * The chunks a node's garbage collection must keep (pure): the manifest pages of every recorded
+ * version, the chunks of every version placed on it, and of every version not yet held whole by
+ * all of its planned holders (no plan yet, or no eligible holder, counts as not yet: keep).
+ * Chunks of versions placed elsewhere and held there can go. A version whose chunks must be
+ * kept but whose manifest is not loaded here cannot be listed: PXE_ERR_CONFLICT, nothing goes.
  */
 export function chunksToKeep(input: KeepInput): Set<string> {
   const heldBy = new Map(input.members.map((m) => [m.name, new Set(m.images)]));
@@ -179,7 +182,15 @@ export function chunksToKeep(input: KeepInput): Set<string> {
       const holders = plannedHolders(placement, plan, input.members);
       needed = !holders || holders.length === 0 || !holders.every((n) => heldBy.get(n)?.has(v.id));
     }
-    if (needed) for (const f of v.manifest.files) for (const c of f.chunks) keep.add(c.hash);
+    for (const page of v.ref.pages) keep.add(page);
+    if (!needed) continue;
+    if (!v.manifest) {
+      throw new PxehaError(
+        'PXE_ERR_CONFLICT',
+        `the manifest of version ${v.id} of image ${v.name} is not on this node yet (replication fetches it); its chunks cannot be known, so nothing is collected`,
+      );
+    }
+    for (const f of v.manifest.files) for (const c of f.chunks) keep.add(c.hash);
   }
   return keep;
 }

@@ -9,7 +9,8 @@ import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { Catalog } from './catalog.js';
 import { ChunkStore } from './chunk-store.js';
-import { findFile, manifestChunks, type Manifest } from './manifest.js';
+import { findFile, manifestChunks, paginateManifest, type Manifest } from './manifest.js';
+import { loadManifest } from './manifest-store.js';
 import { publishDraft } from './publish.js';
 import { readWhole } from './reader.js';
 import { seededBytes } from './test-support.js';
@@ -93,15 +94,16 @@ describe('publishDraft, end to end', () => {
     // Roll back: the channel serves v1 again, whose bytes are all still there.
     const back = await catalog.rollbackChannel('debian', 'stable');
     assert.equal(back.record.version, v1.id);
-    await assertServes((await catalog.getVersion('debian', back.record.version))!.record.manifest, original);
+    const recorded = (await catalog.getVersion('debian', back.record.version))!;
+    await assertServes((await loadManifest(chunks, recorded.id, recorded.record.manifest))!, original);
 
     // v2 is in no channel now: remove it, and gc takes exactly its own chunks.
     await catalog.removeVersion('debian', v2.id);
-    const referenced = await catalog.referencedChunks();
+    const referenced = await catalog.referencedChunks(chunks);
     const onlyV2 = [...manifestChunks(v2.manifest)].filter((h) => !manifestChunks(v1.manifest).has(h));
     assert.ok(onlyV2.length >= 1);
     const gc = await chunks.gc(referenced, { graceMs: 0 });
-    assert.deepEqual(gc.deleted.sort(), onlyV2.sort());
+    assert.deepEqual(gc.deleted.sort(), [...onlyV2, ...paginateManifest(v2.manifest).ref.pages].sort(), 'its chunks and its manifest page');
     await assertServes(v1.manifest, original);
   });
 

@@ -1,8 +1,8 @@
 /**
  * Publishing a draft: every file of a directory (or one file) is chunked into the local chunk
- * store, the manifest is built and recorded as a version (create-only), and optionally a
- * channel is pointed at it. Chunks go in first and the record last, so a version in the store
- * never names a chunk its publishing node lacks; a crash before the record leaves only
+ * store, the manifest is built, stored as pages in the chunk store and recorded as a version
+ * (create-only), and optionally a channel is pointed at it. Chunks and pages go in first and the
+ * record last, so a version in the store never names a chunk or page its publishing node lacks; a crash before the record leaves only
  * unreferenced chunks, which gc collects after its grace period.
  *
  * Memory stays bounded by the chunker's buffer: files are streamed, one chunk at a time.
@@ -11,7 +11,7 @@ import { lstat, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PxehaError } from '../errors.js';
 import { checkName, type Catalog, type ChannelState } from './catalog.js';
-import { chunkFile, makeCutter, type Cutter } from './chunker.js';
+import { cutFile, makeCutter, type Cutter } from './chunker.js';
 import type { ChunkStore } from './chunk-store.js';
 import { buildManifest, comparePaths, imagePathProblem, type ChunkRef, type Manifest, type ManifestFile } from './manifest.js';
 
@@ -79,18 +79,57 @@ export async function listDraft(source: string): Promise<DraftFile[]> {
   return files.sort((a, b) => comparePaths(a.path, b.path));
 }
 
+/**
+ * Chunk writes in flight at once. Each is a temp file, an fsync, a rename and a directory fsync:
+ * one after another they left the disk idle between journal commits (1 GiB at the 256 KiB
+ * average: 4096 of them, ~9 ms each); in flight together, the file system commits them in
+ * shared journal transactions while the chunker reads and hashes on. Memory: this many chunks.
+ */
+export const PUT_CONCURRENCY = 16;
+
 /** Chunks one file into the store; fails if the file changes while it is read. */
 async function storeFile(file: DraftFile, chunks: ChunkStore, cutter: Cutter, stats: PublishResult['stats']): Promise<ManifestFile> {
   const before = await lstat(file.source);
   const refs: ChunkRef[] = [];
-  for await (const chunk of chunkFile(file.source, cutter)) {
-    // Awaited before the next chunk is asked for: chunk.data is a view into the chunker's buffer.
-    if (await chunks.put(chunk.hash, chunk.data)) {
-      stats.newChunks++;
-      stats.newBytes += chunk.size;
-    }
-    refs.push({ hash: chunk.hash, size: chunk.size, offset: chunk.offset });
+  /** Writes in flight (the store makes a repeat of a chunk being written wait, then touch it). */
+  const writing = new Set<Promise<void>>();
+  /**
+   * Copy buffers (maxBytes each), reused: a fresh 256 KiB buffer per chunk cost ~1.6 s per GiB
+   * in allocation and first-touch page faults on this machine, more than the hash.
+   */
+  const free: Buffer[] = [];
+  let failure: { err: unknown } | undefined;
+  for await (const cut of cutFile(file.source, cutter)) {
+    // cut.data is a view into the chunker's buffer, reused for the next chunk: copied, and the
+    // copy is what the store hashes (naming the chunk) and writes.
+    const buffer = free.pop() ?? Buffer.allocUnsafeSlow(cutter.params.maxBytes);
+    cut.data.copy(buffer);
+    const data = buffer.subarray(0, cut.size);
+    const put = chunks.putContent(data);
+    refs.push({ hash: put.hash, size: cut.size, offset: cut.offset });
+    const write: Promise<void> = put.stored
+      .then(
+        (wrote) => {
+          if (wrote) {
+            stats.newChunks++;
+            stats.newBytes += data.length;
+          }
+        },
+        (err: unknown) => {
+          failure ??= { err };
+        },
+      )
+      .finally(() => {
+        free.push(buffer); // written (or failed): nothing reads it any more
+        writing.delete(write);
+      });
+    writing.add(write);
+    if (writing.size >= PUT_CONCURRENCY) await Promise.race(writing);
+    if (failure) break;
   }
+  // Every chunk durable (or the first failure) before the file counts as stored.
+  await Promise.all(writing);
+  if (failure) throw failure.err;
   const after = await lstat(file.source);
   const size = refs.reduce((n, c) => n + c.size, 0);
   if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || size !== after.size) {
@@ -111,7 +150,8 @@ export async function publishDraft(source: string, options: PublishOptions): Pro
   const files: ManifestFile[] = [];
   for (const file of await listDraft(source)) files.push(await storeFile(file, options.chunks, cutter, stats));
   const manifest = buildManifest(files);
-  const recorded = await options.catalog.recordVersion(options.name, manifest, options.note !== undefined ? { note: options.note } : {});
+  // The manifest's pages go into the chunk store with the chunks, before the record names them.
+  const recorded = await options.catalog.recordVersion(options.name, manifest, options.chunks, options.note !== undefined ? { note: options.note } : {});
   const result: PublishResult = { id: recorded.id, manifest, created: recorded.created, stats };
   if (options.channel !== undefined) {
     result.channel = await options.catalog.setChannel(

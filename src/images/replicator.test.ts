@@ -7,13 +7,29 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from './chunker.js';
 import { ChunkStore } from './chunk-store.js';
-import { buildManifest, manifestId, type Manifest } from './manifest.js';
-import { httpChunkFetcher, Replicator, type ChunkFetcher, type ReplicaPeer, type WantedVersion } from './replicator.js';
+import { buildManifest, paginateManifest, type Manifest } from './manifest.js';
+import { ManifestCache } from './manifest-store.js';
+import { Readable } from 'node:stream';
+import { encodeChunkBatch } from './chunk-batch.js';
+import { httpChunkFetcher, Replicator, type BatchFetcher, type ChunkFetcher, type ReplicaPeer, type WantedVersion } from './replicator.js';
 import { seededBytes } from './test-support.js';
 import { TokenBucket, type ThrottleClock } from './throttle.js';
+import { openStore } from '../store/open.js';
+import { Catalog, MAX_VERSION_RECORD_BYTES, versionKey } from './catalog.js';
+import { readRange, readWhole } from './reader.js';
+import { findImageFile } from './serve.js';
+
+interface Fixture {
+  version: WantedVersion;
+  manifest: Manifest;
+  /** Chunk bytes by hash. */
+  bytes: Map<string, Buffer>;
+  /** Manifest page bytes by hash. */
+  pages: Map<string, Buffer>;
+}
 
 /** A one-file image cut into fixed-size chunks (any tiling is a valid manifest). */
-function image(seed: number, chunkBytes: number, count: number): { version: WantedVersion; bytes: Map<string, Buffer> } {
+function image(seed: number, chunkBytes: number, count: number): Fixture {
   const data = seededBytes(seed, chunkBytes * count);
   const bytes = new Map<string, Buffer>();
   const chunks = [];
@@ -24,7 +40,14 @@ function image(seed: number, chunkBytes: number, count: number): { version: Want
     chunks.push({ hash, size: piece.length, offset: i * chunkBytes });
   }
   const manifest: Manifest = buildManifest([{ path: 'disk.img', size: data.length, chunks }]);
-  return { version: { id: manifestId(manifest), manifest }, bytes };
+  const paged = paginateManifest(manifest);
+  const pages = new Map(paged.ref.pages.map((h, i) => [h, paged.pages[i]!]));
+  return { version: { id: paged.id, manifest: paged.ref }, manifest, bytes, pages };
+}
+
+/** Puts a fixture's manifest pages in a store (a node that has fetched or published them). */
+async function holdManifest(store: ChunkStore, ...fixtures: Fixture[]): Promise<void> {
+  for (const f of fixtures) for (const [h, b] of f.pages) await store.put(h, b);
 }
 
 /** Virtual time: sleep() moves the clock forward instead of waiting. */
@@ -48,10 +71,12 @@ describe('Replicator', () => {
   after(async () => rm(dir, { recursive: true, force: true }));
 
   it('fetches the chunks it lacks from a holder, verifies them, and reports the version held whole', async () => {
-    const { version, bytes } = image(1, 64 * 1024, 6);
+    const fixture = image(1, 64 * 1024, 6);
+    const { version, bytes } = fixture;
     const source = await fresh();
     for (const [h, b] of bytes) await source.put(h, b);
     const target = await fresh();
+    await holdManifest(target, fixture);
     // The target already holds two chunks (an earlier, interrupted pass): they are not fetched again.
     const [h0, h1] = [...bytes.keys()];
     await target.put(h0!, bytes.get(h0!)!);
@@ -64,6 +89,7 @@ describe('Replicator', () => {
     const heldChanges: string[][] = [];
     const r = new Replicator({
       chunks: target,
+      manifests: new ManifestCache(target),
       wanted: () => [version],
       peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([version.id]) }],
       fetchChunk,
@@ -84,8 +110,10 @@ describe('Replicator', () => {
   });
 
   it('refuses a peer that serves corrupt bytes and takes the chunk from another holder', async () => {
-    const { version, bytes } = image(2, 32 * 1024, 8);
+    const fixture = image(2, 32 * 1024, 8);
+    const { version, bytes } = fixture;
     const target = await fresh();
+    await holdManifest(target, fixture);
     const peers: ReplicaPeer[] = [
       { name: 'bad', baseUrl: 'http://bad', versions: new Set([version.id]) },
       { name: 'good', baseUrl: 'http://good', versions: new Set([version.id]) },
@@ -102,6 +130,7 @@ describe('Replicator', () => {
     const fetchedFrom: Record<string, number> = {};
     const r = new Replicator({
       chunks: target,
+      manifests: new ManifestCache(target),
       wanted: () => [version],
       peers: () => peers,
       fetchChunk,
@@ -123,15 +152,56 @@ describe('Replicator', () => {
     assert.deepEqual(result.held, [version.id]);
   });
 
-  it('reports a version as not held while a chunk has no holder, and resumes on the next pass', async () => {
-    const { version, bytes } = image(3, 16 * 1024, 4);
+  it('fetches several chunks per batch request, spread over the holders; one a batch did not deliver is fetched alone from another holder', async () => {
+    const fixture = image(12, 32 * 1024, 24);
+    const { version, bytes } = fixture;
     const target = await fresh();
+    await holdManifest(target, fixture);
+    const peers: ReplicaPeer[] = [
+      { name: 'a', baseUrl: 'http://a', versions: new Set([version.id]) },
+      { name: 'b', baseUrl: 'http://b', versions: new Set([version.id]) },
+    ];
+    const [lostOnA, corruptOnB] = [[...bytes.keys()][1]!, [...bytes.keys()][20]!];
+    const batches: { peer: string; count: number }[] = [];
+    const fetchBatch: BatchFetcher = async (peer, wants) => {
+      batches.push({ peer: peer.name, count: wants.length });
+      const read = async (h: string): Promise<Buffer> => {
+        if (peer.name === 'a' && h === lostOnA) throw new Error('not held');
+        const b = Buffer.from(bytes.get(h)!);
+        if (peer.name === 'b' && h === corruptOnB) b[7] = b[7]! ^ 1; // sent wrong: the receiver's hash refuses it
+        return b;
+      };
+      return Readable.from(encodeChunkBatch(wants.map((w) => w.hash), read), { objectMode: false });
+    };
+    const alone: string[] = [];
+    const fetchChunk: ChunkFetcher = async (peer, hash) => {
+      alone.push(`${peer.name}:${hash}`);
+      return bytes.get(hash)!;
+    };
+    const r = new Replicator({ chunks: target, manifests: new ManifestCache(target), wanted: () => [version], peers: () => peers, fetchChunk, fetchBatch, batchBytes: 4 * 32 * 1024, parallel: 2 });
+    const result = await r.syncOnce();
+    assert.equal(result.fetched, 24);
+    assert.equal(result.failed, 0);
+    assert.equal(result.rejected, 2);
+    assert.deepEqual(batches.map((b) => b.count), [4, 4, 4, 4, 4, 4], 'batches of batchBytes');
+    assert.deepEqual(new Set(batches.map((b) => b.peer)), new Set(['a', 'b']), 'spread over the holders');
+    assert.deepEqual(alone.sort(), [`a:${corruptOnB}`, `b:${lostOnA}`].sort(), 'the two undelivered chunks, alone, from the other holder');
+    for (const [h, b] of bytes) assert.ok((await target.get(h)).equals(b));
+    assert.deepEqual(result.held, [version.id]);
+    assert.deepEqual(r.totals(), { fetchedChunks: 24, fetchedBytes: 24 * 32 * 1024, rejected: 2 });
+  });
+
+  it('reports a version as not held while a chunk has no holder, and resumes on the next pass', async () => {
+    const fixture = image(3, 16 * 1024, 4);
+    const { version, bytes } = fixture;
+    const target = await fresh();
+    await holdManifest(target, fixture);
     let online = false;
     const fetchChunk: ChunkFetcher = async (_p, hash) => {
       if (!online) throw new Error('connection reset');
       return bytes.get(hash)!;
     };
-    const r = new Replicator({ chunks: target, wanted: () => [version], peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([version.id]) }], fetchChunk });
+    const r = new Replicator({ chunks: target, manifests: new ManifestCache(target), wanted: () => [version], peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([version.id]) }], fetchChunk });
     const first = await r.syncOnce();
     assert.equal(first.failed, 4);
     assert.deepEqual(first.held, []);
@@ -143,13 +213,16 @@ describe('Replicator', () => {
 
   it('keeps to the bandwidth limit (token bucket, virtual clock)', async () => {
     const chunk = 256 * 1024;
-    const { version, bytes } = image(4, chunk, 16); // 4 MiB
+    const fixture = image(4, chunk, 16); // 4 MiB
+    const { version, bytes } = fixture;
     const target = await fresh();
+    await holdManifest(target, fixture);
     const clock = new VirtualClock();
     const rate = 1024 * 1024; // 1 MiB/s, burst 256 KiB
     const throttle = new TokenBucket(rate, { burst: chunk, clock });
     const r = new Replicator({
       chunks: target,
+      manifests: new ManifestCache(target),
       wanted: () => [version],
       peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([version.id]) }],
       fetchChunk: async (_p, hash) => bytes.get(hash)!,
@@ -177,10 +250,12 @@ describe('Replicator: placement and the time window', () => {
     const a = image(11, 4096, 3);
     const b = image(12, 4096, 3);
     const node = await fresh();
+    await holdManifest(node, a, b); // the publisher stored the manifests with the chunks
     for (const [h, bytes] of a.bytes) await node.put(h, bytes);
     await node.put([...b.bytes.keys()][0]!, [...b.bytes.values()][0]!);
     const r = new Replicator({
       chunks: node,
+      manifests: new ManifestCache(node),
       wanted: () => [],
       offered: () => [a.version, b.version],
       peers: () => [{ name: 'p', baseUrl: 'http://p', versions: new Set([a.version.id, b.version.id]) }],
@@ -192,12 +267,15 @@ describe('Replicator: placement and the time window', () => {
   });
 
   it('pauses between chunks when the window closes and resumes when it opens', async () => {
-    const { version, bytes } = image(13, 4096, 6);
+    const fixture = image(13, 4096, 6);
+    const { version, bytes } = fixture;
     const node = await fresh();
+    await holdManifest(node, fixture);
     let open = true;
     let fetched = 0;
     const r = new Replicator({
       chunks: node,
+      manifests: new ManifestCache(node),
       wanted: () => [version],
       peers: () => [{ name: 'p', baseUrl: 'http://p', versions: new Set([version.id]) }],
       parallel: 1,
@@ -220,6 +298,130 @@ describe('Replicator: placement and the time window', () => {
     assert.equal(second.waiting, false);
     assert.equal(r.waiting(), false);
     assert.deepEqual(second.held, [version.id]);
+  });
+});
+
+describe('Replicator: manifests as pages in the chunk store', () => {
+  let dir: string;
+  let n = 0;
+  const fresh = async (): Promise<ChunkStore> => ChunkStore.open(join(dir, `node${n++}`));
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pxeha-repl-pages-'));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+  const bytesOf = async (stream: import('node:stream').Readable): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    for await (const part of stream) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  };
+
+  it('records, replicates and serves a version whose chunk list would not fit the old 1 MiB record', async () => {
+    // 12 000 chunks of 100 bytes cycling over 3 distinct ones: a chunk list of ~1.3 MB (two
+    // manifest pages) with few files to write.
+    const distinct = [0, 1, 2].map((i) => seededBytes(100 + i, 100));
+    const data = Buffer.concat(Array.from({ length: 12_000 }, (_, i) => distinct[i % 3]!));
+    const refs = Array.from({ length: 12_000 }, (_, i) => ({ hash: sha256Hex(distinct[i % 3]!), size: 100, offset: i * 100 }));
+    const manifest = buildManifest([{ path: 'disk.img', size: data.length, chunks: refs }]);
+    const store = await openStore({ kind: 'embedded', path: join(dir, 'store.db') });
+    try {
+      const source = await fresh();
+      for (const d of distinct) await source.put(sha256Hex(d), d);
+      const catalog = new Catalog(store);
+      const { id } = await catalog.recordVersion('huge', manifest, source);
+      const kv = await store.get(versionKey('huge', id));
+      assert.ok(kv!.value.length < 1000 && MAX_VERSION_RECORD_BYTES > 1000, `the record is ${kv!.value.length} bytes`);
+      const [version] = await catalog.listVersions('huge');
+      assert.equal(version!.record.manifest.pages.length, 2);
+
+      const target = await fresh();
+      const manifests = new ManifestCache(target);
+      const asked: string[] = [];
+      const r = new Replicator({
+        chunks: target,
+        manifests,
+        wanted: () => [{ id, manifest: version!.record.manifest }],
+        peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([id]) }],
+        fetchChunk: async (_p, hash) => {
+          asked.push(hash);
+          return source.get(hash);
+        },
+      });
+      const result = await r.syncOnce();
+      assert.deepEqual(asked.slice(0, 2), version!.record.manifest.pages, 'the manifest pages come first');
+      assert.equal(result.fetched, 5, '2 pages + 3 distinct chunks');
+      assert.deepEqual(result.held, [id]);
+      assert.deepEqual(r.progress(), [{ id, chunks: 3, heldChunks: 3, bytes: 300, heldBytes: 300 }]);
+
+      // Served from the target's chunk store, the manifest loaded from its own pages.
+      const found = findImageFile(`images/huge/${id}/disk.img`, { held: () => r.held(), manifestOf: (_n, v) => manifests.get(v) });
+      assert.ok(found?.ok);
+      assert.ok((await bytesOf(readWhole(found.file, target))).equals(data));
+      assert.ok((await bytesOf(readRange(found.file, target, 555_555, 777_777))).equals(data.subarray(555_555, 777_778)));
+      // A fresh cache on the same disk (a restarted node) loads it without the network.
+      assert.deepEqual(await new ManifestCache(target).load(id, version!.record.manifest), manifest);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses manifest pages whose bytes are not the version the record names, and fetches none of its chunks', async () => {
+    const real = image(21, 4096, 3);
+    const other = image(22, 4096, 3);
+    // A record under real's id that names other's pages (sound pages, the wrong version).
+    const forged: WantedVersion = { id: real.version.id, manifest: other.version.manifest };
+    const target = await fresh();
+    const bad: string[] = [];
+    const asked: string[] = [];
+    const r = new Replicator({
+      chunks: target,
+      manifests: new ManifestCache(target),
+      wanted: () => [forged],
+      peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([forged.id]) }],
+      fetchChunk: async (_p, hash) => {
+        asked.push(hash);
+        return other.pages.get(hash) ?? other.bytes.get(hash) ?? real.bytes.get(hash)!;
+      },
+      onBadManifest: (id, err) => bad.push(`${id} ${err.message}`),
+    });
+    const result = await r.syncOnce();
+    assert.deepEqual(asked, other.version.manifest.pages, 'only the pages were fetched');
+    assert.deepEqual(result.held, []);
+    assert.equal(bad.length, 1);
+    assert.match(bad[0]!, /not the version/);
+    // A page whose bytes are not its hash is refused by the chunk store on the way in.
+    const wrong = new Replicator({
+      chunks: target,
+      manifests: new ManifestCache(target),
+      wanted: () => [real.version],
+      peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([real.version.id]) }],
+      fetchChunk: async () => [...other.pages.values()][0]!,
+    });
+    const w = await wrong.syncOnce();
+    assert.equal(w.fetched, 0);
+    assert.ok(w.rejected >= 1);
+    assert.equal(await target.has(real.version.manifest.pages[0]!), false);
+  });
+
+  it('fetches the manifest of a known version not placed here, and none of its chunks', async () => {
+    const f = image(23, 4096, 3);
+    const target = await fresh();
+    const manifests = new ManifestCache(target);
+    const asked: string[] = [];
+    const r = new Replicator({
+      chunks: target,
+      manifests,
+      wanted: () => [],
+      known: () => [f.version],
+      peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([f.version.id]) }],
+      fetchChunk: async (_p, hash) => {
+        asked.push(hash);
+        return f.pages.get(hash) ?? f.bytes.get(hash)!;
+      },
+    });
+    const result = await r.syncOnce();
+    assert.deepEqual(asked, f.version.manifest.pages);
+    assert.deepEqual(result.held, []);
+    assert.deepEqual(manifests.get(f.version.id), f.manifest);
   });
 });
 

@@ -11,6 +11,12 @@
  * - When: only while `mayFetch()` (the node's time window, src/images/window.ts); checked
  *   before each chunk, so a closing window pauses a pass between chunks, and the next pass
  *   comes after `waitMs()`.
+ * - Manifests first: a version record names its manifest's pages (manifest-store.ts). Each pass
+ *   first fetches the pages it lacks of every recorded version (`known`, placed here or not: a
+ *   node's gc and `images show` need every chunk list, and they are ~0.04% of the image), like
+ *   chunks and from the same holders, then loads each manifest, which proves the pages are the
+ *   version; only then are its chunks known. A version counts as held whole when its pages and
+ *   its chunks are all on disk.
  * - Where from: peers whose record says they hold, whole, a version that contains the chunk.
  *   A node holds a version whole only once every chunk is on its disk, verified, so a peer
  *   never advertises a chunk it lacks (a chunk quarantined since is a failed fetch, and the
@@ -28,14 +34,17 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
+import { MAX_BATCH_CHUNKS, receiveChunkBatch, type BatchWant } from './chunk-batch.js';
 import type { ChunkStore } from './chunk-store.js';
-import type { Manifest } from './manifest.js';
+import { manifestPages, type Manifest, type ManifestRef } from './manifest.js';
+import type { ManifestCache } from './manifest-store.js';
 import type { TokenBucket } from './throttle.js';
 
 export interface WantedVersion {
   /** Version id (manifest id). */
   id: string;
-  manifest: Manifest;
+  /** Its record's reference to the manifest's pages. */
+  manifest: ManifestRef;
 }
 
 export interface ReplicaPeer {
@@ -51,6 +60,16 @@ export interface ReplicaPeer {
  * them (a response body), which ChunkStore.putStream hashes and writes as it arrives.
  */
 export type ChunkFetcher = (peer: ReplicaPeer, hash: string, size: number, signal: AbortSignal) => Promise<Uint8Array | Readable>;
+
+/**
+ * Asks a peer for several chunks at once (POST /api/v1/chunks/batch): the response body, framed
+ * as src/images/chunk-batch.ts says, which the replicator parses, verifies and stores chunk by
+ * chunk as it arrives.
+ */
+export type BatchFetcher = (peer: ReplicaPeer, wants: readonly BatchWant[], signal: AbortSignal) => Promise<Readable>;
+
+/** Bytes asked for in one batch (default): ~16 chunks at the 256 KiB average. */
+export const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
 
 export interface VersionProgress {
   id: string;
@@ -85,9 +104,22 @@ export interface ReplicationTotals {
 
 export interface ReplicatorOptions {
   chunks: ChunkStore;
+  /** Loads (and keeps) manifests from `chunks`; shared with serving. */
+  manifests: ManifestCache;
   wanted: () => readonly WantedVersion[];
+  /** Every recorded version: their manifests are fetched even where their chunks are not (default: wanted and offered only). */
+  known?: () => readonly WantedVersion[];
+  /** A version's manifest could not be loaded: its pages are not the version (logged by the node). */
+  onBadManifest?: (id: string, err: Error) => void;
   peers: () => readonly ReplicaPeer[];
   fetchChunk: ChunkFetcher;
+  /**
+   * Several chunks per request (the nodes' fetcher); without it, one request per chunk. A chunk
+   * a batch did not deliver is asked for again alone, from each holder in turn.
+   */
+  fetchBatch?: BatchFetcher;
+  /** Most bytes per batch (default DEFAULT_BATCH_BYTES; at most MAX_BATCH_CHUNKS chunks). */
+  batchBytes?: number;
   throttle?: TokenBucket;
   /** Chunks fetched at once (default 4). */
   parallel?: number;
@@ -149,91 +181,191 @@ export class Replicator {
     return { ...this.#totals };
   }
 
-  /** One pass: find what is missing, fetch it, report what is held whole. */
+  /** One pass: fetch missing manifest pages, load the manifests, fetch missing chunks, report what is held whole. */
   async syncOnce(signal: AbortSignal = this.#abort.signal): Promise<SyncResult> {
     const wanted = dedupe(this.#o.wanted());
-    const needs = new Map<string, ChunkNeed>();
-    for (const v of wanted) {
-      for (const f of v.manifest.files) {
-        for (const c of f.chunks) {
-          const need = needs.get(c.hash);
-          if (need) {
-            if (!need.versions.includes(v.id)) need.versions.push(v.id);
-          } else needs.set(c.hash, { hash: c.hash, size: c.size, versions: [v.id] });
-        }
-      }
-    }
-    const present = new Set<string>();
-    for (const hash of needs.keys()) if (await this.#o.chunks.has(hash)) present.add(hash);
-    this.#progress = new Map(wanted.map((v) => [v.id, progressOf(v, present)]));
     const wantedIds = new Set(wanted.map((v) => v.id));
     const offered = dedupe(this.#o.offered?.() ?? []).filter((v) => !wantedIds.has(v.id));
-    const advertised = [...wanted];
-    for (const v of offered) if (await holdsWhole(v, present, this.#o.chunks)) advertised.push(v);
+    const known = dedupe([...wanted, ...offered, ...(this.#o.known?.() ?? [])]);
+    const result: SyncResult = { fetched: 0, fetchedBytes: 0, failed: 0, rejected: 0, held: this.#held, waiting: false };
+    this.#waiting = false;
+    const peers = this.#o.peers();
+    const present = new Set<string>();
+
+    // 1. Manifest pages of every known version, then the manifests themselves.
+    const pageNeeds = new Map<string, ChunkNeed>();
+    for (const v of known) for (const page of manifestPages(v.manifest)) addNeed(pageNeeds, page.hash, page.size, v.id);
+    for (const hash of pageNeeds.keys()) if (await this.#o.chunks.has(hash)) present.add(hash);
+    await this.#fetchAll([...pageNeeds.values()].filter((n) => !present.has(n.hash)), peers, present, result, signal);
+    const manifests = new Map<string, Manifest>();
+    for (const v of known) {
+      try {
+        const m = await this.#o.manifests.load(v.id, v.manifest);
+        if (m) manifests.set(v.id, m);
+      } catch (err) {
+        // Pages that are not the version (a lying record), or one that failed its hash since it
+        // was fetched (quarantined: fetched again next pass). Either way no chunk of it is known.
+        result.failed++;
+        this.#o.onBadManifest?.(v.id, err as Error);
+      }
+    }
+    this.#o.manifests.retain(new Set(known.map((v) => v.id)));
+
+    // 2. Chunks of the wanted versions whose manifests are loaded.
+    const needs = new Map<string, ChunkNeed>();
+    for (const v of wanted) {
+      const m = manifests.get(v.id);
+      if (m) for (const f of m.files) for (const c of f.chunks) addNeed(needs, c.hash, c.size, v.id);
+    }
+    for (const hash of needs.keys()) if (!present.has(hash) && (await this.#o.chunks.has(hash))) present.add(hash);
+    this.#progress = new Map(wanted.map((v) => [v.id, progressOf(v.id, manifests.get(v.id), present)]));
+    const advertised: Loaded[] = wanted.flatMap((v) => (manifests.has(v.id) ? [{ ...v, files: manifests.get(v.id)!.files }] : []));
+    for (const v of offered) {
+      const m = manifests.get(v.id);
+      if (m && (await holdsWhole(m, present, this.#o.chunks))) advertised.push({ ...v, files: m.files });
+    }
     this.#report(advertised, present);
 
     const missing = [...needs.values()].filter((n) => !present.has(n.hash));
-    const result: SyncResult = { fetched: 0, fetchedBytes: 0, failed: 0, rejected: 0, held: this.#held, waiting: false };
-    this.#waiting = false;
-    if (missing.length === 0) return result;
-    const peers = this.#o.peers();
+    await this.#fetchAll(missing, peers, present, result, signal, (need) => {
+      for (const id of need.versions) {
+        const p = this.#progress.get(id);
+        if (p) {
+          p.heldChunks++;
+          p.heldBytes += need.size;
+        }
+      }
+    });
+    // Only versions each of whose pages and chunks is on disk now count; one that was there at
+    // the start of the pass and was quarantined since is found missing by the next pass.
+    this.#report(advertised, present);
+    result.held = this.#held;
+    this.#waiting = result.waiting;
+    return result;
+  }
+
+  /**
+   * Fetches `missing` from the peers that hold a version containing each (chunk i starts at
+   * holder i mod n), `parallel` at once; every one stored joins `present`.
+   */
+  async #fetchAll(
+    missing: readonly ChunkNeed[],
+    peers: readonly ReplicaPeer[],
+    present: Set<string>,
+    result: SyncResult,
+    signal: AbortSignal,
+    onStored?: (need: ChunkNeed) => void,
+  ): Promise<void> {
+    if (missing.length === 0 || result.waiting) return;
+    const holdersOf = (need: ChunkNeed): ReplicaPeer[] => peers.filter((p) => need.versions.some((v) => p.versions.has(v)));
+    const stored = (peer: ReplicaPeer, need: ChunkNeed): void => {
+      this.#totals.fetchedChunks++;
+      this.#totals.fetchedBytes += need.size;
+      this.#o.onFetched?.(peer.name, need.hash, need.size);
+      present.add(need.hash);
+      result.fetched++;
+      result.fetchedBytes += need.size;
+      onStored?.(need);
+    };
+    const rejected = (peer: ReplicaPeer, need: ChunkNeed, err: Error): void => {
+      result.rejected++;
+      this.#totals.rejected++;
+      this.#o.onReject?.(peer.name, need.hash, err);
+    };
+    /** One chunk alone, from each holder in turn (chunk i starts at holder i mod n), `skip` last. */
+    const fetchOne = async (i: number, need: ChunkNeed, skip?: ReplicaPeer): Promise<void> => {
+      const all = holdersOf(need);
+      const first = all.filter((p) => p !== skip);
+      const holders = skip && all.includes(skip) ? [...first, skip] : first;
+      for (let k = 0; k < holders.length && !signal.aborted; k++) {
+        const peer = skip ? holders[k]! : holders[(i + k) % holders.length]!;
+        try {
+          await this.#o.throttle?.take(need.size, signal);
+          const data = await this.#o.fetchChunk(peer, need.hash, need.size, signal);
+          if (data instanceof Uint8Array) {
+            if (data.length !== need.size) throw new Error(`chunk ${need.hash} from ${peer.name}: ${data.length} bytes, the manifest says ${need.size}`);
+            await this.#o.chunks.put(need.hash, data); // re-hashes: bad bytes are refused here
+          } else {
+            // Hashed as it is written to a temp file; renamed into place only if it is the chunk.
+            await this.#o.chunks.putStream(need.hash, need.size, data);
+          }
+          stored(peer, need);
+          return;
+        } catch (err) {
+          if (signal.aborted) return;
+          rejected(peer, need, err as Error);
+        }
+      }
+      result.failed++;
+    };
+    const fetchBatch = this.#o.fetchBatch;
+    const batchBytes = this.#o.batchBytes ?? DEFAULT_BATCH_BYTES;
     let next = 0;
+    let batchNo = 0;
     const worker = async (): Promise<void> => {
       while (next < missing.length && !signal.aborted) {
         if (this.#o.mayFetch && !this.#o.mayFetch()) {
           result.waiting = true;
           break;
         }
-        const i = next++;
-        const need = missing[i]!;
-        const holders = peers.filter((p) => need.versions.some((v) => p.versions.has(v)));
-        let ok = false;
-        for (let k = 0; k < holders.length && !ok && !signal.aborted; k++) {
-          const peer = holders[(i + k) % holders.length]!;
-          try {
-            await this.#o.throttle?.take(need.size, signal);
-            const data = await this.#o.fetchChunk(peer, need.hash, need.size, signal);
-            if (data instanceof Uint8Array) {
-              if (data.length !== need.size) throw new Error(`chunk ${need.hash} from ${peer.name}: ${data.length} bytes, the manifest says ${need.size}`);
-              await this.#o.chunks.put(need.hash, data); // re-hashes: bad bytes are refused here
-            } else {
-              // Hashed as it is written to a temp file; renamed into place only if it is the chunk.
-              await this.#o.chunks.putStream(need.hash, need.size, data);
-            }
-            ok = true;
-            this.#totals.fetchedChunks++;
-            this.#totals.fetchedBytes += need.size;
-            this.#o.onFetched?.(peer.name, need.hash, need.size);
-          } catch (err) {
-            if (signal.aborted) break;
-            result.rejected++;
-            this.#totals.rejected++;
-            this.#o.onReject?.(peer.name, need.hash, err as Error);
-          }
+        if (!fetchBatch) {
+          const i = next++;
+          await fetchOne(i, missing[i]!);
+          continue;
         }
-        if (!ok) {
+        // A batch: the next chunks (up to batchBytes), asked of one holder of the first (batches
+        // spread over the holders as chunks did); those it does not hold go alone.
+        const start = next;
+        const first = missing[start]!;
+        const holders = holdersOf(first);
+        if (holders.length === 0) {
+          next++;
           result.failed++;
           continue;
         }
-        present.add(need.hash);
-        result.fetched++;
-        result.fetchedBytes += need.size;
-        for (const id of need.versions) {
-          const p = this.#progress.get(id);
-          if (p) {
-            p.heldChunks++;
-            p.heldBytes += need.size;
+        const peer = holders[batchNo++ % holders.length]!;
+        const batch: { i: number; need: ChunkNeed }[] = [];
+        const alone: { i: number; need: ChunkNeed }[] = [];
+        let bytes = 0;
+        while (next < missing.length && batch.length < MAX_BATCH_CHUNKS) {
+          const need = missing[next]!;
+          if (batch.length > 0 && bytes + need.size > batchBytes) break;
+          if (need.versions.some((v) => peer.versions.has(v))) {
+            batch.push({ i: next, need });
+            bytes += need.size;
+          } else {
+            alone.push({ i: next, need });
           }
+          next++;
+        }
+        const retry: { i: number; need: ChunkNeed }[] = [];
+        try {
+          await this.#o.throttle?.take(bytes, signal);
+          const body = await fetchBatch(peer, batch.map((b) => b.need), signal);
+          const byHash = new Map(batch.map((b) => [b.need.hash, b]));
+          await receiveChunkBatch(body, batch.map((b) => b.need), this.#o.chunks, {
+            stored: (want) => stored(peer, byHash.get(want.hash)!.need),
+            failed: (want, err) => {
+              if (signal.aborted) return;
+              rejected(peer, byHash.get(want.hash)!.need, err);
+              retry.push(byHash.get(want.hash)!);
+            },
+          });
+        } catch (err) {
+          // The request itself failed: no chunk of the batch arrived.
+          if (signal.aborted) break;
+          for (const b of batch) {
+            rejected(peer, b.need, err as Error);
+            retry.push(b);
+          }
+        }
+        for (const b of [...retry, ...alone]) {
+          if (signal.aborted) break;
+          await fetchOne(b.i, b.need, retry.includes(b) ? peer : undefined);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.#o.parallel ?? 4, missing.length) }, worker));
-    // Only versions each of whose chunks is on disk now count; a chunk that was there at the
-    // start of the pass and was quarantined since is found missing by the next pass.
-    this.#report(advertised, present);
-    result.held = this.#held;
-    this.#waiting = result.waiting;
-    return result;
   }
 
   /** Runs passes until closed: at once, on kick(), and every retryMs while anything is missing. */
@@ -276,9 +408,9 @@ export class Replicator {
     await this.#running;
   }
 
-  #report(wanted: readonly WantedVersion[], present: ReadonlySet<string>): void {
-    const held = wanted
-      .filter((v) => v.manifest.files.every((f) => f.chunks.every((c) => present.has(c.hash))))
+  #report(versions: readonly Loaded[], present: ReadonlySet<string>): void {
+    const held = versions
+      .filter((v) => v.manifest.pages.every((p) => present.has(p)) && v.files.every((f) => f.chunks.every((c) => present.has(c.hash))))
       .map((v) => v.id)
       .sort();
     if (held.length === this.#held.length && held.every((id, i) => id === this.#held[i])) return;
@@ -287,15 +419,26 @@ export class Replicator {
   }
 }
 
+/** A version with its manifest loaded. */
+interface Loaded extends WantedVersion {
+  files: Manifest['files'];
+}
+
+function addNeed(needs: Map<string, ChunkNeed>, hash: string, size: number, version: string): void {
+  const need = needs.get(hash);
+  if (!need) needs.set(hash, { hash, size, versions: [version] });
+  else if (!need.versions.includes(version)) need.versions.push(version);
+}
+
 function dedupe(wanted: readonly WantedVersion[]): WantedVersion[] {
   const byId = new Map<string, WantedVersion>();
   for (const v of wanted) if (!byId.has(v.id)) byId.set(v.id, v);
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
-/** Whether every chunk of `v` is on disk (stops at the first missing); found chunks join `present`. */
-async function holdsWhole(v: WantedVersion, present: Set<string>, chunks: ChunkStore): Promise<boolean> {
-  for (const f of v.manifest.files) {
+/** Whether every chunk of `m` is on disk (stops at the first missing); found chunks join `present`. */
+async function holdsWhole(m: Manifest, present: Set<string>, chunks: ChunkStore): Promise<boolean> {
+  for (const f of m.files) {
     for (const c of f.chunks) {
       if (present.has(c.hash)) continue;
       if (!(await chunks.has(c.hash))) return false;
@@ -305,10 +448,11 @@ async function holdsWhole(v: WantedVersion, present: Set<string>, chunks: ChunkS
   return true;
 }
 
-function progressOf(v: WantedVersion, present: ReadonlySet<string>): VersionProgress {
-  const p: VersionProgress = { id: v.id, chunks: 0, heldChunks: 0, bytes: 0, heldBytes: 0 };
+/** Chunks and bytes of a version held (none known until its manifest is loaded). */
+function progressOf(id: string, m: Manifest | undefined, present: ReadonlySet<string>): VersionProgress {
+  const p: VersionProgress = { id, chunks: 0, heldChunks: 0, bytes: 0, heldBytes: 0 };
   const seen = new Set<string>();
-  for (const f of v.manifest.files) {
+  for (const f of m?.files ?? []) {
     for (const c of f.chunks) {
       if (seen.has(c.hash)) continue;
       seen.add(c.hash);
@@ -361,6 +505,44 @@ export function httpChunkFetcher(bearer: () => Promise<string>, timeoutMs = 60_0
         },
       );
       req.on('error', reject);
+    });
+  };
+}
+
+/**
+ * The batch fetcher nodes use: POST <peer>/api/v1/chunks/batch with the hashes asked for, over
+ * the same kind of keep-alive agent; the response body once the status is right (its framing,
+ * lengths and bytes are checked as it is parsed: receiveChunkBatch).
+ */
+export function httpBatchFetcher(bearer: () => Promise<string>, timeoutMs = 120_000): BatchFetcher {
+  const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  return async (peer, wants, signal) => {
+    const token = await bearer();
+    const url = `${peer.baseUrl}/api/v1/chunks/batch`;
+    const tls = url.startsWith('https:');
+    const payload = Buffer.from(JSON.stringify({ hashes: wants.map((w) => w.hash) }));
+    return new Promise<Readable>((resolve, reject) => {
+      const req = (tls ? https : http).request(
+        url,
+        {
+          method: 'POST',
+          agent: tls ? agents.https : agents.http,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': payload.length },
+          signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+        },
+        (res) => {
+          if (res.statusCode !== 200) {
+            res.resume();
+            reject(new Error(`POST chunks/batch (${wants.length}) to ${peer.name}: HTTP ${res.statusCode}`));
+            return;
+          }
+          // A late error (a dropped connection) surfaces in receiveChunkBatch's iteration.
+          res.on('error', () => {});
+          resolve(res);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
     });
   };
 }

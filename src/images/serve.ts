@@ -19,8 +19,14 @@ import { readWhole } from './reader.js';
 export interface ImageFileSources {
   /** Version ids this node holds whole and verified. */
   held: () => ReadonlySet<string> | readonly string[];
-  /** The manifest of a recorded version, from the node's watch of the catalog. */
+  /** The manifest of a recorded version, as loaded on this node (src/images/manifest-store.ts). */
   manifestOf: (name: string, version: string) => Manifest | undefined;
+  /**
+   * Whether a version is recorded (the node's watch of the catalog): one whose manifest is not
+   * loaded here yet is then answered as not held (503), not as unknown (404). Default: recorded
+   * only when manifestOf knows it.
+   */
+  recorded?: (name: string, version: string) => boolean;
   chunks: ChunkStore;
 }
 
@@ -31,12 +37,17 @@ export type ImageFileLookup =
  * What a relative request path names: undefined for a path outside `images/` (an ordinary
  * artifact), else the file, or why it is not served.
  */
-export function findImageFile(relative: string, sources: Pick<ImageFileSources, 'held' | 'manifestOf'>): ImageFileLookup | undefined {
+export function findImageFile(relative: string, sources: Pick<ImageFileSources, 'held' | 'manifestOf' | 'recorded'>): ImageFileLookup | undefined {
   const pinned = parsePinnedPath(relative);
   if (pinned === undefined) return undefined;
   if ('refused' in pinned) return { ok: false, reason: 'bad-path', message: pinned.refused };
   const manifest = sources.manifestOf(pinned.name, pinned.version);
-  if (!manifest) return { ok: false, reason: 'not-found', message: `version ${pinned.version} of image ${pinned.name} is not recorded` };
+  if (!manifest) {
+    if (sources.recorded?.(pinned.name, pinned.version)) {
+      return { ok: false, reason: 'not-held', message: `this node does not hold version ${pinned.version.slice(0, 12)} of image ${pinned.name} yet (its manifest is not here)` };
+    }
+    return { ok: false, reason: 'not-found', message: `version ${pinned.version} of image ${pinned.name} is not recorded` };
+  }
   const file = findFile(manifest, pinned.path);
   if (!file)
     return {

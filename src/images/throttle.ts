@@ -2,7 +2,7 @@
  * A token bucket in bytes, for a node's replication bandwidth (node config
  * `images.bandwidthBytesPerSecond`). `take(n)` is called before `n` bytes are fetched; it
  * returns at once while the bucket holds credit and otherwise waits until the rate has paid
- * for them. A take larger than the bucket (a 4 MiB chunk, a 1 MiB burst) is allowed to drive
+ * for them. A take larger than the bucket (a 1 MiB chunk, a 256 KiB burst) is allowed to drive
  * the balance negative, and the caller waits out the debt: concurrent takers queue behind it,
  * so over any long run the bytes taken are rate × time + burst, whatever the chunk sizes.
  */

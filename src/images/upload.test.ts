@@ -9,9 +9,10 @@ import { Catalog } from './catalog.js';
 import { makeCutter } from './chunker.js';
 import { ChunkStore } from './chunk-store.js';
 import { manifestChunks } from './manifest.js';
+import { loadManifest } from './manifest-store.js';
 import { publishDraft } from './publish.js';
 import { seededBytes } from './test-support.js';
-import { progressLine, uploadDraft, type UploadApi } from './upload.js';
+import { progressLine, uploadDraft, type RecordRequest, type UploadApi } from './upload.js';
 
 describe('uploadDraft (remote push)', () => {
   let dir: string;
@@ -44,9 +45,13 @@ describe('uploadDraft (remote push)', () => {
         api.puts++;
         await chunks.put(hash, data);
       },
-      record: async (name: string, body: { manifest: Parameters<Catalog['recordVersion']>[1]; channel?: string }) => {
-        for (const h of manifestChunks(body.manifest)) assert.ok(await chunks.has(h), 'recorded only once every chunk is on the node');
-        const r = await catalog.recordVersion(name, body.manifest);
+      record: async (name: string, body: RecordRequest) => {
+        // What the node's route does: the manifest from the uploaded pages, proven to be the version.
+        const { id, ...ref } = body.manifestRef;
+        const manifest = await loadManifest(chunks, id, ref);
+        assert.ok(manifest, 'the manifest pages were uploaded before the record');
+        for (const h of manifestChunks(manifest)) assert.ok(await chunks.has(h), 'recorded only once every chunk is on the node');
+        const r = await catalog.recordVersion(name, manifest, chunks);
         if (body.channel) await catalog.setChannel(name, body.channel, r.id);
         return r;
       },
@@ -74,7 +79,7 @@ describe('uploadDraft (remote push)', () => {
     });
     assert.equal(r.progress.skippedChunks, 10, 'the chunks of the first push are not sent again');
     assert.equal(r.progress.sentChunks, r.chunks - 10);
-    assert.equal(second.puts, r.chunks - 10);
+    assert.equal(second.puts, r.chunks - 10 + 1, 'and the one manifest page');
     assert.equal(r.progress.doneBytes, r.progress.totalBytes);
     assert.equal(r.progress.totalBytes, 1024 * 1024 + 100_000);
     assert.ok(

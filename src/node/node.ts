@@ -51,8 +51,9 @@ import type { Profile } from '../config/schema.js';
 import { ipToInt, networkContains, parseCidr, type Ipv4Network } from '../util/ipv4.js';
 import { ChunkStore } from '../images/chunk-store.js';
 import { IMAGES_PREFIX } from '../images/catalog.js';
+import { ManifestCache } from '../images/manifest-store.js';
 import { parseImageEntry, versionInfos, wantedVersions, type ImageEntry } from '../images/image-watch.js';
-import { httpChunkFetcher, Replicator } from '../images/replicator.js';
+import { httpBatchFetcher, httpChunkFetcher, Replicator } from '../images/replicator.js';
 import { imagesStatusOf } from '../images/status.js';
 import { parsePinnedPath, resolveImageRef, type ResolvedImage } from '../images/image-ref.js';
 import type { ImageFileSources } from '../images/serve.js';
@@ -431,8 +432,14 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     const placedHere = (image: string): boolean => placedOn(selfPlacement, imagePlacements.get(image), imagePlans.get(image));
     const replicationWindow = config.images.window;
     const bandwidth = config.images.bandwidthBytesPerSecond;
+    // Manifests are pages in the chunk store (src/images/manifest-store.ts), loaded by the
+    // replicator and kept in memory for serving, gc and `images show`.
+    const manifests = new ManifestCache(chunks);
     replicator = new Replicator({
       chunks,
+      manifests,
+      known: () => wantedVersions(versionEntries()),
+      onBadManifest: (id, err) => log.error({ version: id, err: err.message }, 'image manifest refused: its pages are not the version'),
       wanted: () => wantedVersions(images.values().filter((e) => e.kind !== 'version' || placedHere(e.name))),
       offered: () => wantedVersions(versionEntries().filter((e) => !placedHere(e.name))),
       ...(replicationWindow
@@ -448,6 +455,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
           .filter((m) => m.record.name !== config.name && m.record.images.length > 0 && m.record.addresses.length > 0)
           .map((m) => ({ name: m.record.name, baseUrl: `http://${m.record.addresses[0]}:${m.record.httpPort}`, versions: new Set(m.record.images) })),
       fetchChunk: httpChunkFetcher(() => auth.nodeToken(config.name)),
+      fetchBatch: httpBatchFetcher(() => auth.nodeToken(config.name)),
       parallel: config.images.parallelFetches,
       ...(bandwidth !== undefined ? { throttle: new TokenBucket(bandwidth) } : {}),
       onHeldChange: (held) => {
@@ -469,10 +477,8 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
     cleanups.push(() => replicatorNow.close());
     const imageFiles: ImageFileSources = {
       held: () => replicatorNow.held(),
-      manifestOf: (name, version) => {
-        const entry = images.get(`${name}/versions/${version}`);
-        return entry?.kind === 'version' ? entry.record.manifest : undefined;
-      },
+      manifestOf: (name, version) => (images.get(`${name}/versions/${version}`)?.kind === 'version' ? manifests.get(version) : undefined),
+      recorded: (name, version) => images.get(`${name}/versions/${version}`)?.kind === 'version',
       chunks,
     };
     const httpContext: HttpContext = {
@@ -499,7 +505,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         const names = [...new Set(versions.map((v) => v.name))];
         const keep = chunksToKeep({
           self: selfPlacement,
-          versions: versions.map((v) => ({ name: v.name, id: v.id, manifest: v.record.manifest })),
+          versions: versions.map((v) => ({ name: v.name, id: v.id, ref: v.record.manifest, manifest: manifests.get(v.id) })),
           placements: new Map(names.flatMap((n) => (imagePlacements.get(n) ? [[n, imagePlacements.get(n)!] as const] : []))),
           plans: new Map(names.flatMap((n) => (imagePlans.get(n) ? [[n, imagePlans.get(n)!] as const] : []))),
           members: cluster.membership.members().map((m) => ({ name: m.record.name, images: m.record.images, ...(m.record.labels ? { labels: m.record.labels } : {}) })),

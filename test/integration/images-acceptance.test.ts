@@ -24,7 +24,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Manifest } from '../../src/images/manifest.js';
+import { assembleManifest, type Manifest, type ManifestRef } from '../../src/images/manifest.js';
 import type { ImagesStatus } from '../../src/images/status.js';
 import { seededBytes } from '../../src/images/test-support.js';
 import { apiGet } from '../helpers/dhcp-client-pxeha.js';
@@ -53,10 +53,14 @@ describe('issue 7 acceptance: replication of large images on three nodes (etcd)'
     const out = JSON.parse(await cli(on, ['images', 'push', dir, '--name', name, '--channel', 'stable', '-o', 'json'])) as { id: string; stats: { chunks: number; bytes: number } };
     return { ...out, seconds: (performance.now() - t0) / 1000 };
   };
-  /** The version's manifest, straight from etcd. */
-  const manifestOf = async (name: string, id: string): Promise<Manifest> => {
+  /** The version's manifest: its record in etcd names its pages, read from node1's chunk store and proven to be the version. */
+  const refOf = async (name: string, id: string): Promise<ManifestRef> => {
     const { stdout } = await ha.etcdctl(0, ['get', `/pxeha/images/${name}/versions/${id}`, '--print-value-only']);
-    return (JSON.parse(stdout) as { manifest: Manifest }).manifest;
+    return (JSON.parse(stdout) as { manifest: ManifestRef }).manifest;
+  };
+  const manifestOf = async (name: string, id: string): Promise<Manifest> => {
+    const ref = await refOf(name, id);
+    return assembleManifest(id, ref, ref.pages.map((h) => readFileSync(chunkFile(ha.nodes[0]!, h))));
   };
   const uniqueChunks = (m: Manifest): Map<string, number> => new Map(m.files.flatMap((f) => f.chunks.map((c) => [c.hash, c.size] as const)));
   const chunkFile = (n: HaNode, hash: string): string => path.join(n.dataDir, 'chunks', hash.slice(0, 2), hash);
@@ -139,9 +143,11 @@ describe('issue 7 acceptance: replication of large images on three nodes (etcd)'
         `held whole on node2 after ${(heldAt.node2! / 1000).toFixed(1)} s, node3 after ${(heldAt.node3! / 1000).toFixed(1)} s ` +
         `(both peers: ${((2 * mb) / (last / 1000)).toFixed(0)} MB/s out of node1, ${(mb / (last / 1000)).toFixed(0)} MB/s per peer)`,
     );
-    // Each peer fetched every chunk once, and only that (its own count of verified, stored bytes).
+    // Each peer fetched every chunk once, and only that (its own count of verified, stored bytes),
+    // plus the version's manifest pages (fetched like chunks, before them).
+    const manifestBytes = (await refOf('big', pushed.id)).bytes;
     for (const [n, before] of [[n2, before2], [n3, before3]] as const) {
-      assert.equal((await fetchedBytes(n)) - before, imageBytes, `${n.name} fetched the image's bytes once`);
+      assert.equal((await fetchedBytes(n)) - before, imageBytes + manifestBytes, `${n.name} fetched the image's bytes and its manifest once`);
       assert.equal(await metric(n, 'pxeha_image_chunks_rejected_total'), 0, `${n.name} had no fetch refused`);
       // On disk, whole: every chunk present, with its size (its hash was checked by put).
       for (const [hash, size] of chunks) assert.equal(readFileSync(chunkFile(n, hash)).length, size);
@@ -251,14 +257,16 @@ describe('issue 7 acceptance: replication of large images on three nodes (etcd)'
     const oldChunks = uniqueChunks(await manifestOf('delta', deltaId));
     const newChunks = uniqueChunks(await manifestOf('delta', pushed.id));
     const changedBytes = [...newChunks].filter(([h]) => !oldChunks.has(h)).reduce((a, [, s]) => a + s, 0);
+    // The new version's manifest pages are fetched too (before its chunks).
+    const manifestBytes = (await refOf('delta', pushed.id)).bytes;
     const lines: string[] = [];
     for (const n of [n2, n3]) {
       const fetched = (await fetchedBytes(n)) - before[n.name as 'node2' | 'node3'];
       lines.push(`${n.name} fetched ${(fetched / MiB).toFixed(2)} MiB = ${((fetched / DELTA_BYTES) * 100).toFixed(2)}% (held after ${(heldAt[n.name]! / 1000).toFixed(1)} s)`);
-      assert.equal(fetched, changedBytes, `${n.name} fetched exactly the new chunks`);
+      assert.equal(fetched, changedBytes + manifestBytes, `${n.name} fetched exactly the new chunks and the manifest`);
       assert.ok(fetched < 0.1 * DELTA_BYTES, `${n.name} fetched ${fetched} bytes for a 1% change`);
     }
-    console.log(`(d) 1% of ${DELTA_BYTES / MiB} MiB overwritten in 3 places (${(3 * editBytes / MiB).toFixed(2)} MiB): new chunks ${(changedBytes / MiB).toFixed(2)} MiB; ${lines.join('; ')}`);
+    console.log(`(d) 1% of ${DELTA_BYTES / MiB} MiB overwritten in 3 places (${(3 * editBytes / MiB).toFixed(2)} MiB): new chunks ${(changedBytes / MiB).toFixed(2)} MiB + manifest ${(manifestBytes / 1024).toFixed(0)} KiB; ${lines.join('; ')}`);
   });
 });
 

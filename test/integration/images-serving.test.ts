@@ -165,7 +165,7 @@ describe('images serving: pinned versions from the chunk store, on three nodes (
       assert.equal(sha(kernel.body), sha(v1.kernel), `kernel from ${server.name}`);
       const initrd = await get(client, `${base}/${initrdPath}`);
       assert.equal(sha(initrd.body), sha(v1.initrd), `initrd from ${server.name}`);
-      // A range across several chunks (the initrd's average chunk is ~1 MiB).
+      // A range across several chunks (the initrd's average chunk is ~256 KiB).
       const part = await get(client, `${base}/${initrdPath}`, ['-r', '700000-3900000']);
       assert.equal(part.code, '206');
       assert.equal(sha(part.body), sha(v1.initrd.subarray(700000, 3900001)), `range from ${server.name}`);

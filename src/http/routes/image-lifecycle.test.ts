@@ -15,7 +15,7 @@ import { writeClusterConfig } from '../../config/cluster-store.js';
 import { parseClusterConfig } from '../../config/load.js';
 import { sha256Hex } from '../../images/chunker.js';
 import { ChunkStore } from '../../images/chunk-store.js';
-import { buildManifest, manifestId, type Manifest } from '../../images/manifest.js';
+import { buildManifest, manifestId, paginateManifest, type Manifest } from '../../images/manifest.js';
 import { Inventory } from '../../inventory/inventory.js';
 import { silentLogger } from '../../obs/log.js';
 import { Metrics } from '../../obs/metrics.js';
@@ -137,6 +137,28 @@ describe('image lifecycle API', () => {
     assert.deepEqual([body.channel.channel, body.channel.version], ['test', v1.id]);
   });
 
+  it('records by manifest pages uploaded like chunks (what push sends), proving they are the version', async () => {
+    const v = image('recorded by its pages ');
+    await call('PUT', `/api/v1/chunks/${v.hash}`, v.chunk);
+    const { id, ref, pages } = paginateManifest(v.manifest);
+    const byRef = { manifestRef: { id, ...ref } };
+    const early = await call('POST', '/api/v1/images/paged/versions', byRef);
+    assert.equal(early.statusCode, 409, early.body);
+    assert.match(json<{ message: string }>(early).message, /lacks 1 manifest page/);
+    assert.equal((await call('PUT', `/api/v1/chunks/${ref.pages[0]}`, pages[0]!)).statusCode, 200);
+    // Pages that are not the version the request names: refused.
+    const other = image('some other version ');
+    const lying = await call('POST', '/api/v1/images/paged/versions', { manifestRef: { id: other.id, ...ref } });
+    assert.equal(lying.statusCode, 400, lying.body);
+    assert.match(json<{ message: string }>(lying).message, /not the version/);
+    const both = await call('POST', '/api/v1/images/paged/versions', { ...byRef, manifest: v.manifest });
+    assert.equal(both.statusCode, 400, both.body);
+    const rec = await call('POST', '/api/v1/images/paged/versions', byRef);
+    assert.equal(rec.statusCode, 200, rec.body);
+    assert.deepEqual(json(rec), { id: v.id, created: true });
+    assert.equal(json<{ versions: { chunks: number }[] }>(await call('GET', '/api/v1/images/paged', undefined, { role: 'viewer' })).versions[0]!.chunks, 1);
+  });
+
   it('refuses unknown and bad fields with their JSON pointer', async () => {
     const unknown = await call('POST', `/api/v1/images/rocky/channels/test`, { version: v1.id, force: true });
     assert.equal(unknown.statusCode, 400);
@@ -246,13 +268,14 @@ describe('image lifecycle API', () => {
     const stray = Buffer.from('an upload whose version was never recorded');
     await chunks.put(sha256Hex(stray), stray);
     const young = json<{ deletedChunks: number; spared: number }>(await call('POST', '/api/v1/images/gc', {}));
-    assert.deepEqual([young.deletedChunks, young.spared], [0, 2], 'the stray chunk and v3 (removed) are within the grace period');
+    assert.deepEqual([young.deletedChunks, young.spared], [0, 3], 'the stray chunk, v3 (removed) and its manifest page are within the grace period');
     clock.advance(2 * 3600_000);
     const res = await call('POST', '/api/v1/images/gc', { graceSeconds: 3600 });
     assert.equal(res.statusCode, 200, res.body);
     const gc = json<{ deletedChunks: number; deletedBytes: number }>(res);
-    assert.equal(gc.deletedChunks, 2);
+    assert.equal(gc.deletedChunks, 3);
     assert.ok((await chunks.has(v1.hash)) && (await chunks.has(v2.hash)), 'referenced chunks stay');
+    for (const v of [v1, v2]) assert.ok(await chunks.has(v.id), 'manifest pages of recorded versions stay (one page: its hash is the version id)');
     assert.equal((await call('POST', '/api/v1/images/gc', {}, { role: 'viewer' })).statusCode, 403);
     const noBody = await call('POST', '/api/v1/images/gc');
     assert.equal(noBody.statusCode, 200, `a POST without a body takes the defaults: ${noBody.body}`);

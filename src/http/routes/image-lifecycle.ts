@@ -2,7 +2,7 @@
  * The image lifecycle API (issue 7), what `pxeha images …` calls:
  *
  *   GET    /api/v1/images/:name                            versions, files, channels, placement, holders
- *   POST   /api/v1/images/:name/versions                   record a manifest whose chunks this node holds
+ *   POST   /api/v1/images/:name/versions                   record a manifest (or its uploaded pages) whose chunks this node holds
  *   DELETE /api/v1/images/:name/versions/:id               remove a version no channel uses
  *   POST   /api/v1/images/:name/channels/:channel          point a channel at a version (CAS)
  *   POST   /api/v1/images/:name/channels/:channel/rollback back to the channel's previous version
@@ -23,7 +23,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PxehaError } from '../../errors.js';
 import { Catalog, type ChannelState } from '../../images/catalog.js';
 import { DEFAULT_GC_GRACE_MS, type ChunkStore } from '../../images/chunk-store.js';
-import { ManifestSchema, manifestChunks } from '../../images/manifest.js';
+import { ManifestRefSchema, ManifestSchema, manifestChunks, manifestPages, type Manifest } from '../../images/manifest.js';
+import { loadManifest } from '../../images/manifest-store.js';
 import {
   parsePlacementRecord,
   parsePlanRecord,
@@ -59,7 +60,12 @@ const BaseRevision = Type.Optional(
 
 const RecordBody = Type.Object(
   {
-    manifest: ManifestSchema,
+    /** The manifest itself (bodies are limited to 8 MiB: ~75 000 chunk references)… */
+    manifest: Type.Optional(ManifestSchema),
+    /** …or the version id and pages of one uploaded first (PUT /api/v1/chunks/:hash), any size. */
+    manifestRef: Type.Optional(
+      Type.Object({ id: Type.String({ pattern: HASH }), ...ManifestRefSchema.properties }, { additionalProperties: false }),
+    ),
     /** Also point this channel at the version. */
     channel: Type.Optional(Type.String({ pattern: NAME })),
     baseRevision: BaseRevision,
@@ -84,12 +90,12 @@ const GcBody = Type.Object(
   },
   { additionalProperties: false },
 );
-/** 100 000 hashes: a 100 GiB image at 1 MiB chunks, ~6.7 MB of JSON (the body limit is 8 MiB). */
+/** 100 000 hashes, ~6.7 MB of JSON (the body limit is 8 MiB); `push` asks in batches of 16. */
 const MissingBody = Type.Object(
   { hashes: Type.Array(Type.String({ pattern: HASH }), { maxItems: 100_000 }) },
   { additionalProperties: false },
 );
-/** The chunker's largest chunk is 4 MiB (src/images/chunker.ts). */
+/** Above the chunker's largest chunk (1 MiB, src/images/chunker.ts) and a manifest page (1 MiB). */
 const MAX_CHUNK_UPLOAD_BYTES = 4 * 1024 * 1024;
 
 type RecordBody = Static<typeof RecordBody>;
@@ -121,15 +127,19 @@ export function registerImageLifecycleRoutes(app: FastifyInstance, ctx: HttpCont
       if (versions.length === 0 && channels.length === 0 && !placementKv)
         throw new PxehaError('PXE_ERR_NOT_FOUND', `image ${name} does not exist`);
       const matrix = ctx.images?.();
+      // The file list is in the manifest, in this node's chunk store (absent until replicated).
+      const manifestOf = async (id: string, ref: (typeof versions)[number]['record']['manifest']): Promise<Manifest | undefined> =>
+        ctx.imageFiles?.manifestOf(name, id) ?? (ctx.chunks ? await loadManifest(ctx.chunks, id, ref).catch(() => undefined) : undefined);
+      const manifests = await Promise.all(versions.map((v) => manifestOf(v.id, v.record.manifest)));
       return {
         name,
-        versions: versions.map((v) => ({
+        versions: versions.map((v, i) => ({
           id: v.id,
           publishedAtMs: v.record.publishedAtMs,
           ...(v.record.note !== undefined ? { note: v.record.note } : {}),
-          bytes: v.record.manifest.files.reduce((n, f) => n + f.size, 0),
-          chunks: manifestChunks(v.record.manifest).size,
-          files: v.record.manifest.files.map((f) => ({ path: f.path, size: f.size, chunks: f.chunks.length })),
+          bytes: v.record.totals.bytes,
+          chunks: v.record.totals.chunks,
+          ...(manifests[i] ? { files: manifests[i].files.map((f) => ({ path: f.path, size: f.size, chunks: f.chunks.length })) } : {}),
           channels: channels
             .filter((c) => c.record.version === v.id)
             .map((c) => c.channel)
@@ -148,21 +158,18 @@ export function registerImageLifecycleRoutes(app: FastifyInstance, ctx: HttpCont
     { schema: { ...tags, params: ImageParams, body: RecordBody }, config: operator },
     async (req) => {
       const chunks = chunksOf();
+      const manifest = await bodyManifest(chunks, req.body);
       // A recorded version must never name a chunk no node holds: peers would pull it from
       // nobody. So this node, which will advertise it, must hold every chunk first.
       const missing: string[] = [];
-      for (const hash of manifestChunks(req.body.manifest).keys()) if (!(await chunks.has(hash))) missing.push(hash);
+      for (const hash of manifestChunks(manifest).keys()) if (!(await chunks.has(hash))) missing.push(hash);
       if (missing.length > 0) {
         throw new PxehaError(
           'PXE_ERR_CONFLICT',
           `this node lacks ${missing.length} chunk(s) of the manifest (first ${missing[0]}); upload them (PUT /api/v1/chunks/:hash) first`,
         );
       }
-      const recorded = await catalog.recordVersion(
-        req.params.name,
-        req.body.manifest,
-        req.body.note !== undefined ? { note: req.body.note } : {},
-      );
+      const recorded = await catalog.recordVersion(req.params.name, manifest, chunks, req.body.note !== undefined ? { note: req.body.note } : {});
       let channel: ChannelState | undefined;
       if (req.body.channel !== undefined) {
         const base = baseRevisionOf(req, req.body.baseRevision);
@@ -249,7 +256,7 @@ export function registerImageLifecycleRoutes(app: FastifyInstance, ctx: HttpCont
       const graceMs = req.body?.graceSeconds !== undefined ? req.body.graceSeconds * 1000 : DEFAULT_GC_GRACE_MS;
       // The node knows what it must keep (placement: src/images/placement.ts chunksToKeep); an app
       // built alone keeps every recorded version's chunks.
-      const r = ctx.imagesGc ? await ctx.imagesGc(graceMs) : await chunksOf().gc(await catalog.referencedChunks(), { graceMs });
+      const r = ctx.imagesGc ? await ctx.imagesGc(graceMs) : await chunksOf().gc(await catalog.referencedChunks(chunksOf()), { graceMs });
       return { deletedChunks: r.deleted.length, deletedBytes: r.deletedBytes, spared: r.spared };
     },
   );
@@ -290,6 +297,31 @@ export function registerImageLifecycleRoutes(app: FastifyInstance, ctx: HttpCont
   });
 }
 
+/**
+ * The manifest a record request names: given whole, or as the pages uploaded before, read back
+ * from this node's chunk store and proven to be the version (loadManifest).
+ */
+async function bodyManifest(chunks: ChunkStore, body: RecordBody): Promise<Manifest> {
+  if ((body.manifest === undefined) === (body.manifestRef === undefined)) {
+    throw new PxehaError('PXE_ERR_BAD_REQUEST', 'give either manifest or manifestRef');
+  }
+  if (body.manifest) return body.manifest;
+  const { id, ...ref } = body.manifestRef!;
+  let manifest: Manifest | undefined;
+  try {
+    manifest = await loadManifest(chunks, id, ref);
+  } catch (err) {
+    if (err instanceof PxehaError && err.code === 'PXE_ERR_CHUNK_CORRUPT') throw new PxehaError('PXE_ERR_BAD_REQUEST', err.message);
+    throw err;
+  }
+  if (!manifest) {
+    const lacking = [];
+    for (const page of manifestPages(ref)) if (!(await chunks.has(page.hash))) lacking.push(page.hash);
+    throw new PxehaError('PXE_ERR_CONFLICT', `this node lacks ${lacking.length} manifest page(s) (first ${lacking[0]}); upload them (PUT /api/v1/chunks/:hash) first`);
+  }
+  return manifest;
+}
+
 /** A POST whose body fields are all optional may come without a body (`curl -X POST`). */
 async function optionalBody(req: FastifyRequest): Promise<void> {
   req.body ??= {};
@@ -315,7 +347,8 @@ export interface ImageDetail {
     note?: string;
     bytes: number;
     chunks: number;
-    files: { path: string; size: number; chunks: number }[];
+    /** From the manifest, when the answering node holds it (it fetches every version's). */
+    files?: { path: string; size: number; chunks: number }[];
     channels: string[];
     holders: ImagesStatus['versions'][number]['holders'];
   }[];

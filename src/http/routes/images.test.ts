@@ -104,6 +104,36 @@ describe('GET /api/v1/chunks/:hash (node-to-node)', () => {
     assert.equal((await get('/api/v1/images', tokens.viewer)).statusCode, 200);
   });
 
+  it('POST /api/v1/chunks/batch: the asked chunks back to back, verified, NOT_SENT for one not held or corrupt; node role only', async () => {
+    const node2 = await auth.nodeToken('node2');
+    const other = Buffer.from('another chunk\n'.repeat(500));
+    const otherHash = sha256Hex(other);
+    await chunks.put(otherHash, other);
+    const absent = '0'.repeat(64);
+    const post = (hashes: unknown, bearer?: string) =>
+      app.inject({ method: 'POST', url: '/api/v1/chunks/batch', payload: { hashes }, headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
+    const res = await post([otherHash, absent, hash], node2);
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.headers['content-type'], 'application/octet-stream');
+    const word = (n: number): Buffer => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n >>> 0);
+      return b;
+    };
+    assert.ok(res.rawPayload.equals(Buffer.concat([word(other.length), other, word(0xffffffff), word(data.length), data])));
+    assert.equal((await post([hash])).statusCode, 401);
+    assert.equal((await post([hash], tokens.viewer)).statusCode, 403);
+    assert.equal((await post(['../etc'], node2)).statusCode, 400);
+    assert.equal((await post([], node2)).statusCode, 400);
+    assert.equal((await post(Array.from({ length: 65 }, () => hash), node2)).statusCode, 400);
+    // A corrupt chunk: quarantined, never sent; the others still are.
+    await writeFile(chunks.pathOf(otherHash), Buffer.from('flipped bits'));
+    const bad = await post([otherHash, hash], node2);
+    assert.equal(bad.statusCode, 200);
+    assert.ok(bad.rawPayload.equals(Buffer.concat([word(0xffffffff), word(data.length), data])));
+    assert.equal(await chunks.has(otherHash), false, 'quarantined');
+  });
+
   it('answers 404 for a chunk not held, 400 for a bad hash, and never sends bytes of a corrupt chunk', async () => {
     const node2 = await auth.nodeToken('node2');
     assert.equal((await get(`/api/v1/chunks/${'0'.repeat(64)}`, node2)).statusCode, 404);
