@@ -243,6 +243,14 @@ async function main(): Promise<void> {
     const lockRatio = lockPx / lockHpa;
     const winRatio = winPx / lockHpa;
     say(`lock-step, curl --tftp-blksize ${blksize}:      pxeha ${fmt(lockPx, 1)}   tftpd-hpa ${fmt(lockHpa, 1)}   ratio ${fmt(lockRatio, 2)} (goal >= 1.0: ${lockRatio >= 1 ? 'met' : 'NOT met'})`);
+    // The two servers of one round ran within a second of each other, so their ratio is the figure
+    // least moved by load from other jobs (a ratio of medians can pair a quiet minute with a busy one).
+    const roundRatios = Array.from({ length: rounds }, (_, i) => {
+      const px = results.find((r) => r.round === i + 1 && r.server === 'pxeha' && r.load === 'lockstep-curl' && !r.m.problem);
+      const hpa = results.find((r) => r.round === i + 1 && r.server === 'tftpd-hpa' && r.load === 'lockstep-curl' && !r.m.problem);
+      return px && hpa ? px.m.mibPerSecond / hpa.m.mibPerSecond : undefined;
+    }).filter((r): r is number => r !== undefined);
+    say(`lock-step ratio per round: ${roundRatios.map((r) => fmt(r, 2)).join(' ')}; median ${fmt(median(roundRatios), 2)}`);
     say(`windowsize ${String(windowsize).padEnd(2)}, tftp-client.ts blksize ${blksize}: pxeha ${fmt(winPx, 1)}   tftpd-hpa ${fmt(winHpa, 1)} (lock-step: windowsize not granted)`);
     say(`pxeha windowsize ${windowsize} (tftp-client.ts) / tftpd-hpa lock-step (curl): ratio ${fmt(winRatio, 2)} (goal >= 4: ${winRatio >= 4 ? 'met' : 'NOT met'})`);
     say(`pxeha windowsize ${windowsize} / tftpd-hpa, both with tftp-client.ts:        ratio ${fmt(winPx / winHpa, 2)}`);

@@ -35,9 +35,20 @@ export interface TftpPolicy {
   /**
    * File bytes read ahead of the window, so the next window is in memory when its ACK comes
    * (reads go to the libuv thread pool, which would otherwise add its latency to every
-   * lock-step round trip). 0 keeps at most one window buffered.
+   * lock-step round trip). 0 keeps at most one window buffered. The read-ahead of a transfer
+   * that does not get a large one (below).
    */
   readAheadBytes: number;
+  /**
+   * Read-ahead of a transfer that gets a large one: while the transfers holding one take at most
+   * `readAheadPoolBytes` together, a new transfer reads `largeReadAheadBytes` ahead, else
+   * `readAheadBytes`. A lock-step transfer is then one read (a thread-pool round trip, ≈ 6 %
+   * of the server's CPU at 64 KiB) per ≈ 350 blocks of 1468 bytes instead of per ≈ 22, which
+   * was worth ≈ 20 % of lock-step throughput (bench/tftp/RESULTS.md, 2026-11-24, second
+   * section); the pool keeps hundreds of transfers at once to readAheadBytes each.
+   */
+  largeReadAheadBytes: number;
+  readAheadPoolBytes: number;
 }
 
 export const DEFAULT_TFTP_POLICY: Readonly<TftpPolicy> = Object.freeze({
@@ -47,6 +58,8 @@ export const DEFAULT_TFTP_POLICY: Readonly<TftpPolicy> = Object.freeze({
   maxTimeoutMs: 8000,
   maxRetries: 5,
   readAheadBytes: 64 * 1024,
+  largeReadAheadBytes: 1024 * 1024,
+  readAheadPoolBytes: 16 * 1024 * 1024,
 });
 
 export type ReadMode = typeof TransferMode.OCTET | typeof TransferMode.NETASCII;

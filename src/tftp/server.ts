@@ -1,6 +1,7 @@
 /**
  * The TFTP socket adapter: read-only, one listening socket per bind address (port 69 by
- * default), one ephemeral socket per transfer (its own TID, RFC 1350 §4). All protocol decisions
+ * default), one ephemeral port per transfer (its own TID, RFC 1350 §4; see
+ * openTransferSocket). All protocol decisions
  * are the pure state machine's (transfer.ts); this file turns datagrams, timers and file reads
  * into its events and carries out its actions. Nothing thrown on the packet path escapes: a bad
  * packet is counted and dropped or answered with an ERROR.
@@ -8,7 +9,9 @@
  * - RRQ: path rules of src/artifacts/resolve.ts (the same as HTTP's), then open in open-file.ts
  *   (root-relative, `..`/NUL/over-long refused, symlinks out of the root refused, regular files
  *   only); options per negotiate.ts. The file
- *   is read through a FileHandle a window plus a bounded read-ahead at a time, never whole.
+ *   is read through a FileHandle a window plus a bounded read-ahead at a time, never whole:
+ *   policy.largeReadAheadBytes while the server-wide pool (policy.readAheadPoolBytes) has room,
+ *   else policy.readAheadBytes.
  * - RRQ of a pinned image path (`images/<name>/<version>/<path>`, with `images` set): served from
  *   the chunk store through one verified stream per transfer (src/images/serve.ts), only while
  *   this node holds the version whole; a chunk that fails its hash ends the transfer with
@@ -44,8 +47,8 @@ import { PxehaError } from '../errors.js';
 import { silentLogger, type Logger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
 import { DecodeError } from '../protocol/bytes.js';
-import { Opcode, TransferMode } from '../protocol/tftp/codes.js';
-import { decodeTftp, encodeDataHeader, encodeTftp, type RequestPacket, type TftpPacket } from '../protocol/tftp/packet.js';
+import { Opcode, TftpErrorCode, TransferMode } from '../protocol/tftp/codes.js';
+import { decodeTftp, encodeTftp, type RequestPacket, type TftpPacket } from '../protocol/tftp/packet.js';
 import { DEFAULT_TFTP_POLICY, negotiateRead, type ReadMode, type TftpPolicy } from './negotiate.js';
 import { checkRequestPath } from '../artifacts/resolve.js';
 import { findImageFile, ImageFileSource, type ImageFileSources } from '../images/serve.js';
@@ -124,6 +127,24 @@ function createUdpSocket(): dgram.Socket {
   return dgram.createSocket({ type: 'udp4', lookup: literalLookup as unknown as dgram.SocketOptions['lookup'] });
 }
 
+/**
+ * A transfer's socket: an ephemeral port of its own (the TID), unconnected and not shared.
+ * Connecting it to the client would spare the kernel a route lookup per datagram (~0.5 µs a
+ * block, bench/tftp/RESULTS.md), but a connected socket cannot answer strangers with ERROR 5,
+ * and a second socket on the same port for them needs SO_REUSEADDR, which on Linux lets any
+ * local process bind that port too and take the client's ACKs. Not worth a hijackable transfer.
+ */
+async function openTransferSocket(localAddress: string): Promise<dgram.Socket> {
+  const socket = createUdpSocket();
+  try {
+    await bindSocket(socket, localAddress, 0);
+    return socket;
+  } catch (err) {
+    await closeSocket(socket);
+    throw err;
+  }
+}
+
 function bindSocket(socket: dgram.Socket, address: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(new PxehaError('PXE_ERR_SOCKET', `tftp: cannot bind ${address}:${port}: ${err.message}`, { cause: err }));
@@ -169,28 +190,44 @@ class TftpMetrics {
 
 const PATH_REASONS = new Set<TftpRefusalReason>(['nul-byte', 'too-long', 'parent-segment', 'absolute', 'outside-root', 'not-found', 'not-a-file', 'access-denied', 'bad-encoding']);
 
-/** One read transfer: its socket, file, timer, and the state machine's state. */
+/**
+ * One read transfer: its socket, file, timer, and the state machine's state.
+ *
+ * The retransmission timer is one Node timer per transfer and a deadline: arming it (every
+ * block in lock step) only moves `deadlineMs`; the timer, when it fires early, sleeps again
+ * until the deadline. A clearTimeout/setTimeout (or refresh) pair per block was a timer-list
+ * update per packet.
+ */
 class Transfer {
   private state: TransferState;
   private timer: NodeJS.Timeout | undefined;
-  private timerMs = 0;
+  /** When the armed timer is due (Date.now() ms); undefined when none is armed. */
+  private deadlineMs: number | undefined;
+  /** When the Node timer, if any, fires. */
+  private timerDueMs = 0;
   private closed = false;
   private readonly startedMs = Date.now();
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
+  private readonly socket: dgram.Socket;
+
   constructor(
-    private readonly socket: dgram.Socket,
+    socket: dgram.Socket,
+    /** Bytes of the server's read-ahead pool this transfer holds (0 for the default read-ahead). */
+    readonly pooledReadAheadBytes: number,
     private readonly client: Endpoint,
     private readonly file: ReadSource,
     state: TransferState,
     private readonly server: Server,
     readonly fields: Record<string, unknown>,
   ) {
+    this.socket = socket;
     this.state = state;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
-    socket.on('message', (buf, rinfo) => this.onMessage(buf, rinfo));
-    socket.on('error', (err) => this.server.log.debug({ ...this.fields, err: err.message }, 'tftp transfer socket error'));
+    const onError = (err: Error) => this.server.log.debug({ ...this.fields, err: err.message }, 'tftp transfer socket error');
+    this.socket.on('message', (buf, rinfo) => this.onMessage(buf, rinfo));
+    this.socket.on('error', onError);
   }
 
   start(): void {
@@ -201,14 +238,20 @@ class Transfer {
     this.dispatch({ type: 'abort', reason });
   }
 
+  /** RFC 1350 §4: a datagram to this TID from anyone but the client gets ERROR 5; the transfer goes on. */
+  private onStranger(rinfo: dgram.RemoteInfo): void {
+    if (this.closed) return;
+    this.server.metrics.dropped.inc({ reason: 'unknown-tid' });
+    try {
+      this.socket.send(encodeTftp({ opcode: Opcode.ERROR, code: TftpErrorCode.UNKNOWN_TID, message: 'unknown transfer ID' }), rinfo.port, rinfo.address);
+    } catch {
+      // closing
+    }
+  }
+
   private onMessage(buf: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closed) return;
-    if (rinfo.port !== this.client.port || rinfo.address !== this.client.address) {
-      // RFC 1350 §4: answer the stranger with ERROR 5, leave the transfer alone.
-      this.server.metrics.dropped.inc({ reason: 'unknown-tid' });
-      this.socket.send(encodeTftp({ opcode: Opcode.ERROR, code: 5, message: 'unknown transfer ID' }), rinfo.port, rinfo.address);
-      return;
-    }
+    if (rinfo.port !== this.client.port || rinfo.address !== this.client.address) return this.onStranger(rinfo);
     let packet: TftpPacket;
     try {
       // The hot path of a transfer is a 4-byte ACK: read it without the general decoder.
@@ -230,20 +273,23 @@ class Transfer {
 
   private execute(action: TransferAction, batch: readonly TransferAction[]): void {
     switch (action.type) {
+      case 'sendData':
+        if (action.retransmit) this.server.metrics.retransmits.inc();
+        try {
+          this.socket.send(action.datagram, this.client.port, this.client.address);
+        } catch (err) {
+          this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp send failed');
+        }
+        this.unreportedBytes += action.payloadBytes;
+        break;
       case 'send':
         this.send(action.packet, action.retransmit, batch[batch.length - 1]?.type === 'close');
         break;
       case 'armTimer':
-        if (this.timer && this.timerMs === action.ms) this.timer.refresh();
-        else {
-          if (this.timer) clearTimeout(this.timer);
-          this.timerMs = action.ms;
-          this.timer = setTimeout(() => this.dispatch({ type: 'timeout' }), action.ms);
-        }
+        this.armTimer(action.ms);
         break;
       case 'cancelTimer':
-        if (this.timer) clearTimeout(this.timer);
-        this.timer = undefined;
+        this.deadlineMs = undefined; // a timer still pending finds nothing armed when it fires
         break;
       case 'read':
         this.reportBytes();
@@ -255,6 +301,28 @@ class Transfer {
     }
   }
 
+  private armTimer(ms: number): void {
+    const deadlineMs = Date.now() + ms;
+    this.deadlineMs = deadlineMs;
+    if (this.timer && this.timerDueMs <= deadlineMs) return; // it fires first, then sleeps on
+    if (this.timer) clearTimeout(this.timer); // due later than the new deadline (a shorter timeout)
+    this.schedule(ms);
+  }
+
+  private schedule(ms: number): void {
+    this.timerDueMs = Date.now() + ms;
+    this.timer = setTimeout(this.onTimer, ms);
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    if (this.closed || this.deadlineMs === undefined) return;
+    const leftMs = this.deadlineMs - Date.now();
+    if (leftMs > 0) return this.schedule(leftMs);
+    this.deadlineMs = undefined;
+    this.dispatch({ type: 'timeout' });
+  };
+
   private lastSend: Promise<void> | undefined;
   /** DATA bytes sent but not yet added to pxeha_tftp_bytes_total (added per read and at the end, not per packet). */
   private unreportedBytes = 0;
@@ -265,29 +333,29 @@ class Transfer {
     this.unreportedBytes = 0;
   }
 
+  /** An OACK or ERROR (DATA goes out as the state machine's prepared datagrams). */
   private send(packet: TftpPacket, retransmit: boolean, beforeClose: boolean): void {
-    const { port, address } = this.client;
     const metrics = this.server.metrics;
     if (retransmit) metrics.retransmits.inc();
     try {
-      if (packet.opcode === Opcode.DATA) {
-        // Header and payload as one datagram (sendmsg with two iovecs): no copy of the block.
-        this.socket.send([encodeDataHeader(packet.block), packet.data], port, address);
-        this.unreportedBytes += packet.data.length;
-      } else if (beforeClose) {
+      if (beforeClose) {
         // The last packet before close (an ERROR): close the socket only once it has gone out.
-        this.lastSend = new Promise((resolve) => this.socket.send(encodeTftp(packet), port, address, () => resolve()));
+        this.lastSend = new Promise((resolve) => this.socket.send(encodeTftp(packet), this.client.port, this.client.address, () => resolve()));
       } else {
-        this.socket.send(encodeTftp(packet), port, address);
+        this.socket.send(encodeTftp(packet), this.client.port, this.client.address);
       }
     } catch (err) {
       this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp send failed');
     }
   }
 
+  /** Reused by every read: the state machine copies what it keeps out of a read's data. */
+  private readBuffer: Buffer | undefined;
+
   private async read(offsetBytes: number, lengthBytes: number): Promise<void> {
     try {
-      const buffer = Buffer.allocUnsafe(lengthBytes);
+      if (!this.readBuffer || this.readBuffer.length < lengthBytes) this.readBuffer = Buffer.allocUnsafe(lengthBytes);
+      const buffer = this.readBuffer.length === lengthBytes ? this.readBuffer : this.readBuffer.subarray(0, lengthBytes);
       let filled = 0;
       // A short read from a regular file means end of file, but keep reading until it says 0.
       for (;;) {
@@ -306,6 +374,7 @@ class Transfer {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.deadlineMs = undefined;
     const metrics = this.server.metrics;
     this.reportBytes();
     metrics.transfers.inc({ result: action.result });
@@ -340,6 +409,8 @@ class Server implements TftpServer {
   /** client "address:port" → transfer, or 'opening' while its file is being opened. */
   private readonly transfers = new Map<string, Transfer | 'opening'>();
   private readonly openings = new Set<Promise<void>>();
+  /** Read-ahead bytes held by transfers with a large read-ahead (policy.readAheadPoolBytes). */
+  private pooledReadAheadBytes = 0;
   private closing = false;
   private closed: Promise<void> | undefined;
 
@@ -381,6 +452,7 @@ class Server implements TftpServer {
   }
 
   forget(transfer: Transfer): void {
+    this.pooledReadAheadBytes -= transfer.pooledReadAheadBytes;
     for (const [key, value] of this.transfers) {
       if (value === transfer) {
         this.transfers.delete(key);
@@ -483,23 +555,37 @@ class Server implements TftpServer {
       await opened.handle.close();
       return;
     }
-    const socket = createUdpSocket();
+    let socket: dgram.Socket;
     try {
-      await bindSocket(socket, localAddress, 0);
+      socket = await openTransferSocket(localAddress);
     } catch (err) {
       this.transfers.delete(key);
-      await Promise.all([opened.handle.close(), closeSocket(socket)]);
+      await opened.handle.close();
       this.log.warn({ ...fields, err: (err as Error).message }, 'tftp: no socket for a transfer');
       return;
     }
     const negotiated = negotiateRead(request.options, mode, opened.size, this.policy);
-    const state = initialTransferState(transferConfig(mode, negotiated, this.policy));
-    Object.assign(fields, { blksize: negotiated.blksize, windowsize: negotiated.windowsize, tid: socket.address().port });
-    const transfer = new Transfer(socket, client, opened.handle, state, this, fields);
+    const readAheadBytes = this.takeReadAhead(opened.size);
+    const pooled = readAheadBytes === this.policy.readAheadBytes ? 0 : readAheadBytes;
+    const state = initialTransferState(transferConfig(mode, negotiated, { ...this.policy, readAheadBytes }));
+    Object.assign(fields, { blksize: negotiated.blksize, windowsize: negotiated.windowsize, readAheadBytes, tid: socket.address().port });
+    const transfer = new Transfer(socket, pooled, client, opened.handle, state, this, fields);
     this.transfers.set(key, transfer);
     this.log.debug({ ...fields, size: opened.size, options: Object.fromEntries(request.options) }, 'tftp transfer started');
     transfer.start();
     if (this.closing) transfer.abort(SHUTDOWN_MESSAGE);
+  }
+
+  /**
+   * The read-ahead of a new transfer of a `sizeBytes` file: the large one while the pool has room
+   * for it (and the file is bigger than the default read-ahead), else the default.
+   */
+  private takeReadAhead(sizeBytes: number): number {
+    const { readAheadBytes, largeReadAheadBytes, readAheadPoolBytes } = this.policy;
+    if (largeReadAheadBytes <= readAheadBytes || sizeBytes <= readAheadBytes) return readAheadBytes;
+    if (this.pooledReadAheadBytes + largeReadAheadBytes > readAheadPoolBytes) return readAheadBytes;
+    this.pooledReadAheadBytes += largeReadAheadBytes;
+    return largeReadAheadBytes;
   }
 
   /**

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Opcode, TftpErrorCode } from '../protocol/tftp/codes.js';
 import { toNetascii } from '../protocol/tftp/netascii.js';
-import type { TftpPacket } from '../protocol/tftp/packet.js';
+import { decodeTftp, encodeTftp, type TftpPacket } from '../protocol/tftp/packet.js';
 import { FakeClock } from '../util/clock.js';
 import { DEFAULT_TFTP_POLICY, negotiateRead, type ReadMode, type TftpPolicy } from './negotiate.js';
 import {
+  bufferedBlocks,
   initialTransferState,
   step,
   transferConfig,
@@ -55,7 +56,7 @@ class Harness {
   dispatch(event: TransferEvent): void {
     const { state, actions } = step(this.state, event);
     this.state = state;
-    this.maxBufferedBlocks = Math.max(this.maxBufferedBlocks, state.blocks.length);
+    this.maxBufferedBlocks = Math.max(this.maxBufferedBlocks, bufferedBlocks(state));
     const reads: { offsetBytes: number; lengthBytes: number }[] = [];
     for (const action of actions) {
       assert.equal(this.closed, undefined, `action ${action.type} after close`);
@@ -63,6 +64,14 @@ class Harness {
         case 'send':
           this.sent.push({ atMs: this.clock.now(), packet: action.packet, retransmit: action.retransmit });
           break;
+        case 'sendData': {
+          // The prepared datagram is exactly what goes on the wire: check it, then record it decoded.
+          const packet = decodeTftp(action.datagram);
+          assert.ok(packet.opcode === Opcode.DATA && packet.block === action.block && packet.data.length === action.payloadBytes);
+          assert.deepStrictEqual(encodeTftp(packet), action.datagram);
+          this.sent.push({ atMs: this.clock.now(), packet, retransmit: action.retransmit });
+          break;
+        }
         case 'armTimer':
           this.timerDeadlineMs = this.clock.now() + action.ms;
           break;
@@ -556,6 +565,46 @@ describe('transfer: errors and aborts', () => {
       assert.equal(h.closed?.result, TransferResult.PROTOCOL_ERROR);
     });
   }
+
+  test('DATA goes out as datagrams prepared once per read: a re-send is the same bytes object, an ACK copies no block list', () => {
+    const h = new Harness(pattern(512 * 8), opts(['windowsize', '2'])).start();
+    h.ack(0);
+    const first = step(h.state, { type: 'timeout' }).actions.filter((a) => a.type === 'sendData');
+    const firstBlocks = h.state.blocks;
+    const { state, actions } = step(h.state, { type: 'packet', packet: { opcode: Opcode.ACK, block: 2 } });
+    assert.equal(state.blocks, firstBlocks, 'an ACK moves an index, the array is shared');
+    assert.equal(state.blockIndex, h.state.blockIndex + 2);
+    const sent = actions.filter((a) => a.type === 'sendData');
+    assert.deepEqual(sent.map((a) => a.type === 'sendData' && a.block), [3, 4]);
+    // The timeout's re-sends carry the very datagrams prepared for the first sends.
+    const prepared = h.state.blocks.slice(h.state.blockIndex, h.state.blockIndex + 2);
+    assert.deepEqual(first.map((a) => a.type === 'sendData' && a.retransmit), [true, true]);
+    for (const [i, a] of first.entries()) assert.ok(a.type === 'sendData' && a.datagram === prepared[i]?.datagram);
+  });
+
+  test('a read buffer may be reused once step returns: the state keeps copies, not views of it', () => {
+    const file = pattern(512 * 20 + 9);
+    const h = new Harness(file, opts(['windowsize', '4']));
+    h.autoRead = false;
+    const reused = Buffer.alloc(file.length);
+    const received: Buffer[] = [];
+    h.start();
+    while (!h.closed) {
+      for (const read of h.heldReads.splice(0)) {
+        const data = reused.subarray(0, Math.min(read.lengthBytes, file.length - read.offsetBytes));
+        file.copy(data, 0, read.offsetBytes);
+        h.dispatch({ type: 'read', offsetBytes: read.offsetBytes, data });
+        reused.fill(0xee); // the adapter's next read overwrites the buffer
+      }
+      const batch = h.take();
+      for (const s of batch) if (s.packet.opcode === Opcode.DATA) received.push(s.packet.data);
+      const last = batch.at(-1)?.packet;
+      if (last?.opcode === Opcode.DATA) h.ack(last.block);
+      else if (last?.opcode === Opcode.OACK) h.ack(0);
+      else assert.ok(h.heldReads.length > 0 || h.closed, 'server went quiet');
+    }
+    assert.deepStrictEqual(Buffer.concat(received), file);
+  });
 
   test('step is pure: the old state is unchanged and replaying gives the same result', () => {
     const h = new Harness(pattern(5000), opts(['windowsize', '2'])).start();

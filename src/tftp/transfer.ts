@@ -8,7 +8,9 @@
  * or cancel the one retransmission timer, read a range of the file, close. File data is asked
  * for with `read` actions and comes back as `read` events, so the file is streamed: the state
  * holds at most the blocks of the current window plus `readAheadBlocks` (and, in netascii, less
- * than one block of converted bytes) — never the file.
+ * than one block of converted bytes; acknowledged blocks are dropped when the next read is
+ * absorbed) — never the file. Blocks are held as ready DATA datagrams (SendData), so the hot path
+ * — an ACK in, the next block out — encodes and copies nothing.
  *
  * Protocol behaviour, with the rule each follows:
  * - Options (RFC 2347 §2): with anything acknowledged, send OACK and wait for ACK 0; an ERROR
@@ -35,7 +37,7 @@
  */
 import { BLOCK_NUMBER_MODULUS, Opcode, OpcodeName, TftpErrorCode, TransferMode, tftpErrorName } from '../protocol/tftp/codes.js';
 import { toNetascii } from '../protocol/tftp/netascii.js';
-import type { TftpPacket } from '../protocol/tftp/packet.js';
+import { DATA_HEADER_BYTES, writeDataPacket, type TftpPacket } from '../protocol/tftp/packet.js';
 import type { Negotiated, ReadMode, TftpPolicy } from './negotiate.js';
 
 export const TransferResult = {
@@ -81,6 +83,23 @@ export interface TransferStats {
 
 export type Phase = 'new' | 'oack' | 'data' | 'closed';
 
+/**
+ * A block ready to go out, and the action that sends it: its whole DATA datagram (header and
+ * payload, as `encodeTftp` would write it), laid out once when the block is read. Sending it
+ * again, or the next block in lock step, costs no encoding and no allocation: the hot path of
+ * a transfer is one ACK in, one of these out.
+ */
+export interface SendData {
+  readonly type: 'sendData';
+  /** The 16-bit wire block number. */
+  readonly block: number;
+  /** The DATA datagram: 4-byte header, then the payload. */
+  readonly datagram: Buffer;
+  /** Payload bytes (datagram length − 4). */
+  readonly payloadBytes: number;
+  readonly retransmit: boolean;
+}
+
 export interface TransferState {
   readonly config: TransferConfig;
   readonly phase: Phase;
@@ -90,8 +109,15 @@ export interface TransferState {
   readonly sentUpTo: number;
   /** Highest block ever sent, to tell re-sends apart. */
   readonly highestSent: number;
-  /** Blocks from `base` on that are in memory: blksize bytes each, the final one shorter. */
-  readonly blocks: readonly Buffer[];
+  /**
+   * Blocks in memory as ready DATA datagrams: `blocks[blockIndex]` is block `base`, and those
+   * after it follow (blksize payload bytes each, the final one shorter). Entries before
+   * `blockIndex` are acknowledged ones not yet dropped: an ACK moves the index instead of
+   * copying the array, which is rebuilt (live blocks only) when a read is absorbed. The array is
+   * never changed once a state holds it, so states stay immutable.
+   */
+  readonly blocks: readonly SendData[];
+  readonly blockIndex: number;
   /** Absolute number of the final (short) block, once the end of the file has been read. */
   readonly finalBlock: number | undefined;
   /** Converted bytes read but not yet a whole block (netascii, or a short read). */
@@ -110,7 +136,10 @@ export type TransferEvent =
   | { type: 'start' }
   /** A decoded datagram from the client's TID (the adapter answers strangers itself). */
   | { type: 'packet'; packet: TftpPacket }
-  /** Result of a `read` action; fewer bytes than asked for means end of file. */
+  /**
+   * Result of a `read` action; fewer bytes than asked for means end of file. `step` copies what
+   * it keeps (into its prepared datagrams), so the adapter may reuse `data`'s memory afterwards.
+   */
   | { type: 'read'; offsetBytes: number; data: Buffer }
   | { type: 'readFailed'; message: string }
   /** The timer armed last has expired. */
@@ -118,6 +147,9 @@ export type TransferEvent =
   | { type: 'abort'; reason: string };
 
 export type TransferAction =
+  /** A DATA block (see SendData). */
+  | SendData
+  /** Any other packet (OACK, ERROR): encoded by the adapter. */
   | { type: 'send'; packet: TftpPacket; retransmit: boolean }
   /** (Re)arm the transfer's single timer; replaces any armed one. */
   | { type: 'armTimer'; ms: number }
@@ -150,13 +182,14 @@ export function transferConfig(mode: ReadMode, negotiated: Negotiated, policy: T
 }
 
 export function initialTransferState(config: TransferConfig): TransferState {
-  return {
+  return copyState({
     config,
     phase: 'new',
     base: 1,
     sentUpTo: 0,
     highestSent: 0,
     blocks: [],
+    blockIndex: 0,
     finalBlock: undefined,
     tail: EMPTY,
     readOffsetBytes: 0,
@@ -165,7 +198,12 @@ export function initialTransferState(config: TransferConfig): TransferState {
     timeoutMs: config.initialTimeoutMs,
     timerArmed: false,
     stats: { dataPackets: 0, dataBytes: 0, retransmits: 0, timeouts: 0, duplicateAcks: 0, blocksAcked: 0 },
-  };
+  });
+}
+
+/** Blocks held in memory from `base` on (the memory bound: at most window + read-ahead). */
+export function bufferedBlocks(state: TransferState): number {
+  return state.blocks.length - state.blockIndex;
 }
 
 /** The 16-bit wire number of an absolute block number. */
@@ -174,6 +212,43 @@ export function wireBlock(block: number): number {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function copyStats(t: TransferStats): Mutable<TransferStats> {
+  return {
+    dataPackets: t.dataPackets,
+    dataBytes: t.dataBytes,
+    retransmits: t.retransmits,
+    timeouts: t.timeouts,
+    duplicateAcks: t.duplicateAcks,
+    blocksAcked: t.blocksAcked,
+  };
+}
+
+/**
+ * A copy of a state, every field written out in one fixed order: V8 gives every state the same
+ * hidden class and copies it on its fast path (a `{...state}` spread of this object went
+ * through CloneObjectIC_Slow, and Object.assign through map transitions, in the profile of
+ * every ACK).
+ */
+function copyState(s: TransferState): Mutable<TransferState> {
+  return {
+    config: s.config,
+    phase: s.phase,
+    base: s.base,
+    sentUpTo: s.sentUpTo,
+    highestSent: s.highestSent,
+    blocks: s.blocks,
+    blockIndex: s.blockIndex,
+    finalBlock: s.finalBlock,
+    tail: s.tail,
+    readOffsetBytes: s.readOffsetBytes,
+    pendingRead: s.pendingRead,
+    retries: s.retries,
+    timeoutMs: s.timeoutMs,
+    timerArmed: s.timerArmed,
+    stats: copyStats(s.stats),
+  };
+}
 
 /**
  * Builds the next state of one step: a copy of the old state (and of its stats) made once, then
@@ -185,8 +260,8 @@ class Step {
   readonly stats: Mutable<TransferStats>;
 
   constructor(state: TransferState) {
-    this.stats = { ...state.stats };
-    this.s = { ...state, stats: this.stats };
+    this.s = copyState(state);
+    this.stats = this.s.stats as Mutable<TransferStats>;
   }
 
   arm(): void {
@@ -203,8 +278,13 @@ class Step {
   close(result: TransferResult, detail: string, error?: { code: TftpErrorCode; message: string }): void {
     if (error) this.actions.push({ type: 'send', packet: { opcode: Opcode.ERROR, ...error }, retransmit: false });
     this.disarm();
-    Object.assign(this.s, { phase: 'closed', blocks: [], tail: EMPTY, pendingRead: undefined });
-    this.actions.push({ type: 'close', result, detail, stats: { ...this.stats } });
+    const s = this.s;
+    s.phase = 'closed';
+    s.blocks = [];
+    s.blockIndex = 0;
+    s.tail = EMPTY;
+    s.pendingRead = undefined;
+    this.actions.push({ type: 'close', result, detail, stats: copyStats(this.stats) });
   }
 
   sendOack(retransmit: boolean): void {
@@ -218,15 +298,19 @@ class Step {
   /** Sends the window's blocks after sentUpTo that are in memory; arms or cancels the timer. */
   fill(): void {
     const s = this.s;
-    const { base, blocks, config } = s;
-    const windowEnd = Math.min(base + config.windowsize - 1, base + blocks.length - 1);
+    const { base, blocks, blockIndex, config } = s;
+    const windowEnd = Math.min(base + config.windowsize - 1, base + blocks.length - blockIndex - 1);
     const firstToSend = s.sentUpTo + 1;
     for (let block = firstToSend; block <= windowEnd; block++) {
-      const data = blocks[block - base] as Buffer;
+      const prepared = blocks[blockIndex + block - base] as SendData;
       const retransmit = block <= s.highestSent;
-      this.actions.push({ type: 'send', packet: { opcode: Opcode.DATA, block: wireBlock(block), data }, retransmit });
+      this.actions.push(
+        retransmit
+          ? { type: 'sendData', block: prepared.block, datagram: prepared.datagram, payloadBytes: prepared.payloadBytes, retransmit: true }
+          : prepared,
+      );
       this.stats.dataPackets++;
-      this.stats.dataBytes += data.length;
+      this.stats.dataBytes += prepared.payloadBytes;
       if (retransmit) this.stats.retransmits++;
       s.sentUpTo = block;
     }
@@ -241,34 +325,53 @@ class Step {
 
   /** Asks for more file data when the buffer has fallen below the window plus half the read-ahead. */
   maybeRead(): void {
-    const { pendingRead, finalBlock, blocks, config, tail, readOffsetBytes } = this.s;
+    const { pendingRead, finalBlock, config, tail, readOffsetBytes } = this.s;
     if (pendingRead || finalBlock !== undefined) return;
+    const buffered = bufferedBlocks(this.s);
     const lowWater = config.windowsize + Math.ceil(config.readAheadBlocks / 2);
-    if (blocks.length >= lowWater) return;
-    const wantBlocks = config.windowsize + config.readAheadBlocks - blocks.length;
+    if (buffered >= lowWater) return;
+    const wantBlocks = config.windowsize + config.readAheadBlocks - buffered;
     const lengthBytes = wantBlocks * config.blksize - tail.length;
     this.actions.push({ type: 'read', offsetBytes: readOffsetBytes, lengthBytes });
     this.s.pendingRead = { offsetBytes: readOffsetBytes, lengthBytes };
   }
 
-  /** Appends a read result to the buffered blocks. */
+  /**
+   * Appends a read result to the buffered blocks, laid out as DATA datagrams in one new buffer
+   * (header, payload, header, payload, …): one copy per read, none per send.
+   */
   absorb(data: Buffer, lengthBytes: number): void {
-    const { config, tail, base } = this.s;
-    const converted = config.mode === TransferMode.NETASCII ? toNetascii(data) : data;
-    const joined = tail.length === 0 ? converted : Buffer.concat([tail, converted]);
-    const blocks = [...this.s.blocks];
-    const whole = Math.floor(joined.length / config.blksize);
-    for (let i = 0; i < whole; i++) blocks.push(joined.subarray(i * config.blksize, (i + 1) * config.blksize));
-    const rest = joined.subarray(whole * config.blksize);
+    const s = this.s;
+    const { blksize, mode } = s.config;
+    const converted = mode === TransferMode.NETASCII ? toNetascii(data) : data;
+    const joined = s.tail.length === 0 ? converted : Buffer.concat([s.tail, converted]);
     const eof = data.length < lengthBytes;
-    if (eof) {
-      blocks.push(rest); // the final block: shorter than blksize, possibly empty
-      Object.assign(this.s, { blocks, tail: EMPTY, finalBlock: base + blocks.length - 1 });
-    } else {
-      Object.assign(this.s, { blocks, tail: rest });
+    const whole = Math.floor(joined.length / blksize);
+    const restBytes = joined.length - whole * blksize;
+    // With the end of the file read, the rest is the final block: shorter than blksize, possibly empty.
+    const count = eof ? whole + 1 : whole;
+    const blocks = s.blocks.slice(s.blockIndex);
+    const first = s.base + blocks.length; // absolute number of the first new block
+    const packed = Buffer.allocUnsafe(whole * (DATA_HEADER_BYTES + blksize) + (eof ? DATA_HEADER_BYTES + restBytes : 0));
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const payload = joined.subarray(i * blksize, Math.min((i + 1) * blksize, joined.length));
+      const block = wireBlock(first + i);
+      const length = writeDataPacket(packed, at, block, payload);
+      blocks.push({ type: 'sendData', block, datagram: packed.subarray(at, at + length), payloadBytes: payload.length, retransmit: false });
+      at += length;
     }
-    this.s.pendingRead = undefined;
-    this.s.readOffsetBytes += data.length;
+    s.blocks = blocks;
+    s.blockIndex = 0;
+    if (eof) {
+      s.tail = EMPTY;
+      s.finalBlock = first + count - 1;
+    } else {
+      // A copy: a view would keep the whole read buffer alive for less than one block.
+      s.tail = restBytes === 0 ? EMPTY : Buffer.from(joined.subarray(whole * blksize));
+    }
+    s.pendingRead = undefined;
+    s.readOffsetBytes += data.length;
   }
 
   /** Restarts the window at `base` after a timeout. */
@@ -298,7 +401,9 @@ function onAck(step: Step, wire: number): void {
   const s = step.s;
   if (s.phase === 'oack') {
     if (wire !== 0) return; // nothing but ACK 0 answers an OACK (RFC 2347 §2)
-    Object.assign(s, { phase: 'data', retries: 0, timeoutMs: s.config.initialTimeoutMs });
+    s.phase = 'data';
+    s.retries = 0;
+    s.timeoutMs = s.config.initialTimeoutMs;
     step.fill();
     step.maybeRead();
     return;
@@ -315,21 +420,19 @@ function onAck(step: Step, wire: number): void {
     return;
   }
   // RFC 7440 §4: resume from the block after the one acknowledged.
-  Object.assign(s, {
-    blocks: s.blocks.slice(block - s.base + 1),
-    base: block + 1,
-    sentUpTo: block,
-    retries: 0,
-    timeoutMs: s.config.initialTimeoutMs,
-  });
+  s.blockIndex += block - s.base + 1;
+  s.base = block + 1;
+  s.sentUpTo = block;
+  s.retries = 0;
+  s.timeoutMs = s.config.initialTimeoutMs;
   step.fill();
   step.maybeRead();
 }
 
 /** The transfer's next state and the actions to carry out, in order. */
 export function step(state: TransferState, event: TransferEvent): StepResult {
-  const step = new Step(state);
   if (state.phase === 'closed') return { state, actions: [] };
+  const step = new Step(state);
   switch (event.type) {
     case 'start':
       if (state.phase !== 'new') break;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Opcode, TftpErrorCode } from './codes.js';
 import { toNetascii } from './netascii.js';
-import { decodeTftp, encodeDataHeader, encodeTftp, type TftpPacket } from './packet.js';
+import { decodeTftp, encodeDataHeader, encodeTftp, writeDataPacket, type TftpPacket } from './packet.js';
 import { hexFixtures } from '../testdata/hex.js';
 
 const { listHexFixtures, readHexFixture } = hexFixtures(new URL('./testdata/', import.meta.url));
@@ -132,6 +132,20 @@ describe('TFTP golden packets', () => {
       assert.equal(packet.opcode, Opcode.DATA);
       if (packet.opcode !== Opcode.DATA) continue;
       assert.deepStrictEqual(Buffer.concat([encodeDataHeader(packet.block), packet.data]), readHexFixture(file));
+    }
+  });
+
+  test('writeDataPacket lays out the same bytes as encodeTftp, in place at an offset', () => {
+    for (const file of ['tftpd-hpa-data-to-curl.hex', 'crafted-data-final-empty.hex']) {
+      const packet = decodeTftp(readHexFixture(file));
+      assert.equal(packet.opcode, Opcode.DATA);
+      if (packet.opcode !== Opcode.DATA) continue;
+      const target = Buffer.alloc(packet.data.length + 10, 0xee);
+      const written = writeDataPacket(target, 3, packet.block, packet.data);
+      assert.equal(written, packet.data.length + 4);
+      assert.deepStrictEqual(target.subarray(3, 3 + written), readHexFixture(file));
+      assert.equal(target[2], 0xee, 'nothing written before the offset');
+      assert.equal(target[3 + written], 0xee, 'nothing written after the datagram');
     }
   });
 

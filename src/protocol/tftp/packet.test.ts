@@ -8,7 +8,7 @@ import { DecodeError, EncodeError } from '../bytes.js';
 import { Opcode, TftpErrorCode, tftpErrorName } from './codes.js';
 import { toNetascii } from './netascii.js';
 import { OPTION_SPECS, parseOptionValue, readRequestedOptions } from './options.js';
-import { decodeTftp, encodeDataHeader, encodeTftp, type TftpPacket } from './packet.js';
+import { decodeTftp, encodeDataHeader, encodeTftp, writeDataPacket, type TftpPacket } from './packet.js';
 
 const bytes = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -117,6 +117,14 @@ describe('encodeTftp: values that cannot be sent', () => {
   test('encodeDataHeader refuses a block number out of 16 bits', () => {
     assert.throws(() => encodeDataHeader(65536), EncodeError);
     assert.deepStrictEqual(encodeDataHeader(65535), bytes('\0\x03\xff\xff'));
+  });
+  test('writeDataPacket refuses a block number out of 16 bits and a datagram that does not fit', () => {
+    assert.throws(() => writeDataPacket(Buffer.alloc(8), 0, 65536, Buffer.alloc(1)), EncodeError);
+    assert.throws(() => writeDataPacket(Buffer.alloc(8), 4, 1, Buffer.alloc(1)), EncodeError);
+    assert.throws(() => writeDataPacket(Buffer.alloc(8), -1, 1, Buffer.alloc(1)), EncodeError);
+    const target = Buffer.alloc(8);
+    assert.equal(writeDataPacket(target, 3, 65535, Buffer.from('x')), 5);
+    assert.deepStrictEqual(target, bytes('\0\0\0\0\x03\xff\xffx'));
   });
 });
 

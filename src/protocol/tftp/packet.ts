@@ -238,3 +238,21 @@ export function encodeDataHeader(block: number): Buffer {
   header.writeUInt16BE(block, 2);
   return header;
 }
+
+/**
+ * Writes a whole DATA datagram (header and payload, RFC 1350 fig. 5-2) into `target` at `offset`
+ * and returns its length: the send path lays blocks out as ready datagrams once, when they are
+ * read, instead of building a header (or a copy) per packet sent. The bytes written equal
+ * `encodeTftp({opcode: DATA, block, data: payload})`.
+ */
+export function writeDataPacket(target: Buffer, offset: number, block: number, payload: Buffer): number {
+  if (!Number.isInteger(block) || block < 0 || block > 0xffff) throw new EncodeError('block', `${block} is not an integer in 0..65535`);
+  const length = DATA_HEADER_BYTES + payload.length;
+  if (!Number.isInteger(offset) || offset < 0 || offset + length > target.length) {
+    throw new EncodeError('data', `${length} bytes do not fit at offset ${offset} of ${target.length}`);
+  }
+  target.writeUInt16BE(Opcode.DATA, offset);
+  target.writeUInt16BE(block, offset + 2);
+  payload.copy(target, offset + DATA_HEADER_BYTES);
+  return length;
+}
