@@ -11,7 +11,7 @@ import { buildManifest, paginateManifest, type Manifest } from './manifest.js';
 import { ManifestCache } from './manifest-store.js';
 import { Readable } from 'node:stream';
 import { encodeChunkBatch } from './chunk-batch.js';
-import { httpChunkFetcher, Replicator, type BatchFetcher, type ChunkFetcher, type ReplicaPeer, type WantedVersion } from './replicator.js';
+import { BatchUnsupportedError, httpBatchFetcher, httpChunkFetcher, Replicator, type BatchFetcher, type ChunkFetcher, type ReplicaPeer, type WantedVersion } from './replicator.js';
 import { seededBytes } from './test-support.js';
 import { TokenBucket, type ThrottleClock } from './throttle.js';
 import { openStore } from '../store/open.js';
@@ -189,6 +189,43 @@ describe('Replicator', () => {
     for (const [h, b] of bytes) assert.ok((await target.get(h)).equals(b));
     assert.deepEqual(result.held, [version.id]);
     assert.deepEqual(r.totals(), { fetchedChunks: 24, fetchedBytes: 24 * 32 * 1024, rejected: 2 });
+  });
+
+  it('a holder without the batch endpoint (an older node) is asked chunk by chunk, not counted as rejecting', async () => {
+    const fixture = image(10, 32 * 1024, 12);
+    const { version, bytes } = fixture;
+    const target = await fresh();
+    await holdManifest(target, fixture);
+    const peers: ReplicaPeer[] = [{ name: 'old', baseUrl: 'http://old', versions: new Set([version.id]) }];
+    let batchAsks = 0;
+    const fetchBatch: BatchFetcher = async (peer) => {
+      batchAsks++;
+      throw new BatchUnsupportedError(peer.name, 404);
+    };
+    const alone: string[] = [];
+    const fetchChunk: ChunkFetcher = async (peer, hash) => {
+      alone.push(`${peer.name}:${hash}`);
+      return bytes.get(hash)!;
+    };
+    const told: string[] = [];
+    const r = new Replicator({
+      chunks: target,
+      manifests: new ManifestCache(target),
+      wanted: () => [version],
+      peers: () => peers,
+      fetchChunk,
+      fetchBatch,
+      batchBytes: 4 * 32 * 1024,
+      parallel: 1,
+      onBatchUnsupported: (peer) => told.push(peer),
+    });
+    const result = await r.syncOnce();
+    assert.equal(result.fetched, 12);
+    assert.equal(result.rejected, 0, 'no chunk counted as refused');
+    assert.equal(batchAsks, 1, 'asked for a batch once, then chunk by chunk');
+    assert.equal(alone.length, 12);
+    assert.deepEqual(told, ['old']);
+    assert.deepEqual(result.held, [version.id]);
   });
 
   it('reports a version as not held while a chunk has no holder, and resumes on the next pass', async () => {
@@ -473,6 +510,28 @@ describe('httpChunkFetcher (127.0.0.1)', () => {
       assert.equal(await store.putStream(sha256Hex(body), body.length, (await fetchChunk(peer, ok, body.length, signal)) as import('node:stream').Readable), true);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('httpBatchFetcher (127.0.0.1)', () => {
+  it('tells a peer without the endpoint (404, 405) from a failing one', async () => {
+    const statuses = [404, 405, 500];
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(statuses.shift() ?? 500).end('{}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const peer: ReplicaPeer = { name: 'p', baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, versions: new Set() };
+      const fetchBatch = httpBatchFetcher(async () => 'tok');
+      const wants = [{ hash: 'a'.repeat(64), size: 1 }];
+      const signal = new AbortController().signal;
+      await assert.rejects(fetchBatch(peer, wants, signal), BatchUnsupportedError);
+      await assert.rejects(fetchBatch(peer, wants, signal), BatchUnsupportedError);
+      await assert.rejects(fetchBatch(peer, wants, signal), (err: Error) => !(err instanceof BatchUnsupportedError) && /HTTP 500/.test(err.message));
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });

@@ -68,6 +68,20 @@ export type ChunkFetcher = (peer: ReplicaPeer, hash: string, size: number, signa
  */
 export type BatchFetcher = (peer: ReplicaPeer, wants: readonly BatchWant[], signal: AbortSignal) => Promise<Readable>;
 
+/**
+ * A peer that has no batch endpoint (404/405: a node of an older version during a rolling
+ * upgrade). Not a bad fetch: the replicator asks that peer chunk by chunk for a while instead.
+ */
+export class BatchUnsupportedError extends Error {
+  constructor(peer: string, status: number) {
+    super(`${peer} has no chunk batch endpoint (HTTP ${status}); fetching from it chunk by chunk`);
+    this.name = 'BatchUnsupportedError';
+  }
+}
+
+/** How long a peer without the batch endpoint is asked chunk by chunk before batches are tried again. */
+export const NO_BATCH_RETRY_MS = 10 * 60 * 1000;
+
 /** Bytes asked for in one batch (default): ~16 chunks at the 256 KiB average. */
 export const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -127,6 +141,8 @@ export interface ReplicatorOptions {
   onHeldChange?: (held: string[]) => void;
   /** A fetch from a peer failed (logged by the node). */
   onReject?: (peer: string, hash: string, err: Error) => void;
+  /** A peer turned out to have no batch endpoint (told the first time; logged by the node). */
+  onBatchUnsupported?: (peer: string, err: BatchUnsupportedError) => void;
   /** A chunk was fetched from a peer, verified and stored (counted by the node's metrics). */
   onFetched?: (peer: string, hash: string, bytes: number) => void;
   /** Pause between passes while something is still missing (default 2000 ms). */
@@ -156,6 +172,8 @@ export class Replicator {
   #kicked = false;
   #wake: (() => void) | undefined;
   readonly #abort = new AbortController();
+  /** Peers without the batch endpoint, and until when they are asked chunk by chunk. */
+  readonly #noBatchUntil = new Map<string, number>();
 
   constructor(options: ReplicatorOptions) {
     this.#o = options;
@@ -272,13 +290,17 @@ export class Replicator {
       this.#totals.rejected++;
       this.#o.onReject?.(peer.name, need.hash, err);
     };
-    /** One chunk alone, from each holder in turn (chunk i starts at holder i mod n), `skip` last. */
-    const fetchOne = async (i: number, need: ChunkNeed, skip?: ReplicaPeer): Promise<void> => {
+    /**
+     * One chunk alone, from each holder in turn (chunk i starts at holder i mod n), `skip` last,
+     * or `prefer` first.
+     */
+    const fetchOne = async (i: number, need: ChunkNeed, skip?: ReplicaPeer, prefer?: ReplicaPeer): Promise<void> => {
       const all = holdersOf(need);
-      const first = all.filter((p) => p !== skip);
-      const holders = skip && all.includes(skip) ? [...first, skip] : first;
+      const first = all.filter((p) => p !== skip && p !== prefer);
+      const holders = [...(prefer && all.includes(prefer) ? [prefer] : []), ...first, ...(skip && all.includes(skip) ? [skip] : [])];
+      const ordered = skip !== undefined || prefer !== undefined;
       for (let k = 0; k < holders.length && !signal.aborted; k++) {
-        const peer = skip ? holders[k]! : holders[(i + k) % holders.length]!;
+        const peer = ordered ? holders[k]! : holders[(i + k) % holders.length]!;
         try {
           await this.#o.throttle?.take(need.size, signal);
           const data = await this.#o.fetchChunk(peer, need.hash, need.size, signal);
@@ -324,6 +346,12 @@ export class Replicator {
           continue;
         }
         const peer = holders[batchNo++ % holders.length]!;
+        if ((this.#noBatchUntil.get(peer.name) ?? 0) > Date.now()) {
+          // This holder answers chunk by chunk only (BatchUnsupportedError): the first chunk alone.
+          next++;
+          await fetchOne(start, first, undefined, peer);
+          continue;
+        }
         const batch: { i: number; need: ChunkNeed }[] = [];
         const alone: { i: number; need: ChunkNeed }[] = [];
         let bytes = 0;
@@ -354,9 +382,17 @@ export class Replicator {
         } catch (err) {
           // The request itself failed: no chunk of the batch arrived.
           if (signal.aborted) break;
-          for (const b of batch) {
-            rejected(peer, b.need, err as Error);
-            retry.push(b);
+          if (err instanceof BatchUnsupportedError) {
+            // Not the chunks' fault: the same holder is asked for each alone, first.
+            if (!this.#noBatchUntil.has(peer.name)) this.#o.onBatchUnsupported?.(peer.name, err);
+            this.#noBatchUntil.set(peer.name, Date.now() + NO_BATCH_RETRY_MS);
+            for (const b of batch) await fetchOne(b.i, b.need, undefined, peer);
+            batch.length = 0;
+          } else {
+            for (const b of batch) {
+              rejected(peer, b.need, err as Error);
+              retry.push(b);
+            }
           }
         }
         for (const b of [...retry, ...alone]) {
@@ -531,6 +567,11 @@ export function httpBatchFetcher(bearer: () => Promise<string>, timeoutMs = 120_
           signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
         },
         (res) => {
+          if (res.statusCode === 404 || res.statusCode === 405) {
+            res.resume();
+            reject(new BatchUnsupportedError(peer.name, res.statusCode));
+            return;
+          }
           if (res.statusCode !== 200) {
             res.resume();
             reject(new Error(`POST chunks/batch (${wants.length}) to ${peer.name}: HTTP ${res.statusCode}`));

@@ -466,6 +466,7 @@ export async function startNode(config: NodeConfig, log: Logger, clock: Clock = 
         metrics.imageChunksRejected.inc({ peer });
         log.warn({ peer, hash, err: err.message }, 'image chunk fetch failed; trying another holder');
       },
+      onBatchUnsupported: (peer, err) => log.info({ peer, err: err.message }, 'peer has no chunk batch endpoint (an older version?); fetching from it chunk by chunk'),
       onFetched: (peer, _hash, bytes) => {
         metrics.imageChunksFetched.inc({ peer });
         metrics.imageBytesFetched.inc({ peer }, bytes);
