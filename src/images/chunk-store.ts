@@ -88,6 +88,8 @@ export class ChunkStore {
   readonly #dirs = new Set<string>();
   /** The last touch-or-write of each chunk in progress (see #touchOrWrite). */
   readonly #writing = new Map<string, Promise<boolean>>();
+  /** Chunks this store has deleted or quarantined so far (see `removals`). */
+  #removals = 0;
   /** Directory fsyncs running, and the one queued after each (see #syncDir). */
   readonly #dirSyncs = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
 
@@ -112,6 +114,15 @@ export class ChunkStore {
   pathOf(hash: string): string {
     assertHash(hash);
     return join(this.root, hash.slice(0, 2), hash);
+  }
+
+  /**
+   * Grows whenever this store deletes or quarantines a chunk: a caller that remembers which
+   * chunks are present (the replicator, so that a pass does not stat every chunk again) forgets
+   * when it changes.
+   */
+  get removals(): number {
+    return this.#removals;
   }
 
   async has(hash: string): Promise<boolean> {
@@ -372,6 +383,7 @@ export class ChunkStore {
         result.spared++;
         continue;
       }
+      this.#removals++;
       await unlink(this.pathOf(chunk.hash)).catch(() => {});
       result.deleted.push(chunk.hash);
       result.deletedBytes += chunk.size;
@@ -381,6 +393,7 @@ export class ChunkStore {
 
   async #quarantine(hash: string, path: string): Promise<string | undefined> {
     const dest = join(this.#corrupt, `${hash}.${this.#nowMs()}.${randomBytes(3).toString('hex')}`);
+    this.#removals++;
     try {
       await rename(path, dest);
       return dest;

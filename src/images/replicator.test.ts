@@ -109,6 +109,44 @@ describe('Replicator', () => {
     assert.equal(asked.length, 4);
   });
 
+  it('a pass does not stat chunks it already saw on disk; a chunk the store quarantines is looked for again and fetched', async () => {
+    const fixture = image(7, 16 * 1024, 8);
+    const { version, bytes } = fixture;
+    const target = await fresh();
+    await holdManifest(target, fixture);
+    for (const [h, b] of bytes) await target.put(h, b);
+    let stats = 0;
+    const counted = new Proxy(target, {
+      get(t, prop) {
+        if (prop === 'has') return (h: string) => (stats++, t.has(h));
+        const v = Reflect.get(t, prop, t) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const asked: string[] = [];
+    const r = new Replicator({
+      chunks: counted,
+      manifests: new ManifestCache(target),
+      wanted: () => [version],
+      peers: () => [{ name: 'a', baseUrl: 'http://a', versions: new Set([version.id]) }],
+      fetchChunk: async (_peer, hash) => (asked.push(hash), bytes.get(hash)!),
+    });
+    assert.deepEqual((await r.syncOnce()).held, [version.id]);
+    assert.equal(stats, 8 + fixture.pages.size, 'the first pass looks at every chunk and page once');
+    stats = 0;
+    for (let i = 0; i < 5; i++) assert.deepEqual((await r.syncOnce()).held, [version.id]);
+    assert.equal(stats, 0, 'later passes (a membership heartbeat each) stat nothing');
+    // A chunk goes bad on disk: the read that finds it quarantines it; the next pass sees it gone.
+    const [bad] = [...bytes.keys()];
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(target.pathOf(bad!), Buffer.alloc(16 * 1024, 1));
+    await assert.rejects(target.get(bad!), /failed verification/);
+    const healed = await r.syncOnce();
+    assert.deepEqual(asked, [bad], 'only the quarantined chunk is fetched again');
+    assert.deepEqual(healed.held, [version.id]);
+    assert.ok((await target.get(bad!)).equals(bytes.get(bad!)!));
+  });
+
   it('refuses a peer that serves corrupt bytes and takes the chunk from another holder', async () => {
     const fixture = image(2, 32 * 1024, 8);
     const { version, bytes } = fixture;

@@ -82,6 +82,9 @@ export class BatchUnsupportedError extends Error {
 /** How long a peer without the batch endpoint is asked chunk by chunk before batches are tried again. */
 export const NO_BATCH_RETRY_MS = 10 * 60 * 1000;
 
+/** How long a chunk seen on disk is taken as present without another stat (see #present). */
+export const PRESENT_RECHECK_MS = 60_000;
+
 /** Bytes asked for in one batch (default): ~16 chunks at the 256 KiB average. */
 export const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -166,6 +169,14 @@ export class Replicator {
   readonly #o: ReplicatorOptions;
   #held: string[] = [];
   #progress = new Map<string, VersionProgress>();
+  /**
+   * Chunks known to be on disk, kept from pass to pass: a pass runs on every membership change
+   * (heartbeats included) and would otherwise stat every chunk of every version each time
+   * (4 096 per GiB). Forgotten when the chunk store removes or quarantines a chunk, and every
+   * PRESENT_RECHECK_MS anyway (a chunk removed behind the store's back).
+   */
+  #present = new Set<string>();
+  #presentSince = { removals: -1, atMs: 0 };
   readonly #totals: ReplicationTotals = { fetchedChunks: 0, fetchedBytes: 0, rejected: 0 };
   #running: Promise<void> | undefined;
   #waiting = false;
@@ -208,12 +219,17 @@ export class Replicator {
     const result: SyncResult = { fetched: 0, fetchedBytes: 0, failed: 0, rejected: 0, held: this.#held, waiting: false };
     this.#waiting = false;
     const peers = this.#o.peers();
-    const present = new Set<string>();
+    const chunks = this.#o.chunks;
+    if (chunks.removals !== this.#presentSince.removals || Date.now() - this.#presentSince.atMs > PRESENT_RECHECK_MS) {
+      this.#present = new Set();
+      this.#presentSince = { removals: chunks.removals, atMs: Date.now() };
+    }
+    const present = this.#present;
 
     // 1. Manifest pages of every known version, then the manifests themselves.
     const pageNeeds = new Map<string, ChunkNeed>();
     for (const v of known) for (const page of manifestPages(v.manifest)) addNeed(pageNeeds, page.hash, page.size, v.id);
-    for (const hash of pageNeeds.keys()) if (await this.#o.chunks.has(hash)) present.add(hash);
+    for (const hash of pageNeeds.keys()) if (!present.has(hash) && (await this.#o.chunks.has(hash))) present.add(hash);
     await this.#fetchAll([...pageNeeds.values()].filter((n) => !present.has(n.hash)), peers, present, result, signal);
     const manifests = new Map<string, Manifest>();
     for (const v of known) {
