@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openStore } from '../store/open.js';
 import type { Store, TxnRequest } from '../store/store.js';
+import { overriding } from '../util/test-override.js';
 import { LeaseBook } from './lease-book.js';
 import { leaseKey, parseLeaseRecord, type LeaseRecord } from './lease-record.js';
 
@@ -28,13 +29,7 @@ describe('LeaseBook writes (group commit of compare-and-sets)', () => {
     dir = await mkdtemp(join(tmpdir(), 'pxeha-lease-book-'));
     const inner = await openStore({ kind: 'embedded', path: join(dir, 'store.db') });
     // Counts the transactions the book sends.
-    store = new Proxy(inner, {
-      get(target, prop) {
-        if (prop === 'txn') return (r: TxnRequest) => (txns.push(r), target.txn(r));
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    store = overriding(inner, { txn: (r: TxnRequest) => (txns.push(r), inner.txn(r)) });
     book = await LeaseBook.open(store, (err) => assert.fail(err));
   });
   after(async () => {

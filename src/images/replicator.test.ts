@@ -18,6 +18,7 @@ import { openStore } from '../store/open.js';
 import { Catalog, MAX_VERSION_RECORD_BYTES, versionKey } from './catalog.js';
 import { readRange, readWhole } from './reader.js';
 import { findImageFile } from './serve.js';
+import { overriding } from '../util/test-override.js';
 
 interface Fixture {
   version: WantedVersion;
@@ -116,13 +117,7 @@ describe('Replicator', () => {
     await holdManifest(target, fixture);
     for (const [h, b] of bytes) await target.put(h, b);
     let stats = 0;
-    const counted = new Proxy(target, {
-      get(t, prop) {
-        if (prop === 'has') return (h: string) => (stats++, t.has(h));
-        const v = Reflect.get(t, prop, t) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-      },
-    });
+    const counted = overriding(target, { has: (h: string) => (stats++, target.has(h)) });
     const asked: string[] = [];
     const r = new Replicator({
       chunks: counted,

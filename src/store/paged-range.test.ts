@@ -8,6 +8,7 @@ import { LEASE_PREFIX, leaseKey, type LeaseRecord } from '../dhcp/lease-record.j
 import { openStore } from './open.js';
 import { rangePages, readPaged } from './paged-range.js';
 import type { RangeOptions, Store } from './store.js';
+import { overriding } from '../util/test-override.js';
 
 const rec = (i: number, client = `52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`): LeaseRecord => ({
   ip: `10.0.${i >> 8}.${i & 0xff}`,
@@ -47,13 +48,7 @@ describe('paged range', () => {
 
   it('asks with a limit every time, so no response carries more than a page', async () => {
     const asked: RangeOptions[] = [];
-    const spy = new Proxy(store, {
-      get(target, prop) {
-        if (prop === 'range') return (key: string, options: RangeOptions) => (asked.push(options), target.range(key, options));
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    const spy = overriding(store, { range: (key: string, options: RangeOptions = {}) => (asked.push(options), store.range(key, options)) });
     let n = 0;
     await readPaged(spy, '/t/b/', () => n++, 10);
     assert.equal(n, 24);
@@ -80,21 +75,15 @@ describe('paged range', () => {
       for (let i = 0; i < 40; i++) await s.put(leaseKey('lab', rec(i).ip), JSON.stringify(rec(i)));
       // Between pages: a key already read is deleted, one not yet read is changed, one is added.
       let pagesRead = 0;
-      const meddling = new Proxy(s, {
-        get(target, prop) {
-          if (prop === 'range') {
-            return async (key: string, options: RangeOptions) => {
-              const result = await target.range(key, options);
-              if (key.startsWith(LEASE_PREFIX) && ++pagesRead === 1) {
-                await target.delete(leaseKey('lab', rec(0).ip));
-                await target.put(leaseKey('lab', rec(39).ip), JSON.stringify(rec(39, '52:54:00:ff:ff:ff')));
-                await target.put(leaseKey('lab', rec(300).ip), JSON.stringify(rec(300)));
-              }
-              return result;
-            };
+      const meddling = overriding(s, {
+        range: async (key: string, options?: RangeOptions) => {
+          const result = await s.range(key, options);
+          if (key.startsWith(LEASE_PREFIX) && ++pagesRead === 1) {
+            await s.delete(leaseKey('lab', rec(0).ip));
+            await s.put(leaseKey('lab', rec(39).ip), JSON.stringify(rec(39, '52:54:00:ff:ff:ff')));
+            await s.put(leaseKey('lab', rec(300).ip), JSON.stringify(rec(300)));
           }
-          const v = Reflect.get(target, prop, target) as unknown;
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          return result;
         },
       });
       const book = await LeaseBook.open(meddling, (err) => assert.fail(err), { pageSize: 7 });
