@@ -36,6 +36,8 @@ export const DropReason = {
   STORE_UNAVAILABLE: 'store-unavailable',
   /** A retransmitted REQUEST whose binding for the same client is being committed: that commit answers. */
   IN_PROGRESS: 'in-progress',
+  /** More requests than the server answers: a DISCOVER that waited too long, or a full queue (receive-queue.ts). */
+  OVERLOADED: 'overloaded',
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 

@@ -9,6 +9,7 @@ import { buildPxeVendorOptions, ipxeNoPxeDhcp, PxeVendorSubOption, setOption } f
 import { BootOp, MessageType, OptionCode, type Dhcp4Message } from '../protocol/dhcp4/types.js';
 import { broadcastOf, intToIp } from '../util/ipv4.js';
 import type { ReplyDraft, RequestContext } from './chain.js';
+import type { CompiledSubnet } from './subnets.js';
 
 /** BOOTP `file` is 128 bytes with a terminating NUL (RFC 951). */
 const FILE_FIELD_MAX = 127;
@@ -46,8 +47,12 @@ export function buildReply(request: Dhcp4Message, draft: ReplyDraft, ctx: Reques
   if (draft.renewalSeconds !== undefined) setOption(reply, OptionCode.RENEWAL_TIME, draft.renewalSeconds);
   if (draft.rebindingSeconds !== undefined) setOption(reply, OptionCode.REBINDING_TIME, draft.rebindingSeconds);
   if (draft.includeSubnetOptions && ctx.subnet) {
-    setOption(reply, OptionCode.SUBNET_MASK, intToIp(ctx.subnet.network.mask));
-    writeNetworkOptions(reply, { ...ctx.subnet.config.options, ...ctx.reservation?.options }, intToIp(broadcastOf(ctx.subnet.network)));
+    const reservationOptions = ctx.reservation?.options;
+    const network =
+      reservationOptions === undefined || Object.keys(reservationOptions).length === 0
+        ? subnetOptionBytes(ctx.subnet)
+        : networkOptionBytes(ctx.subnet, { ...ctx.subnet.config.options, ...reservationOptions });
+    for (const [code, bytes] of network) reply.options.set(code, bytes);
   }
   if (draft.hostname !== undefined) setOption(reply, OptionCode.HOSTNAME, draft.hostname);
   if (draft.vendorClass !== undefined) setOption(reply, OptionCode.VENDOR_CLASS_ID, draft.vendorClass);
@@ -70,7 +75,31 @@ export function buildReply(request: Dhcp4Message, draft: ReplyDraft, ctx: Reques
   return reply;
 }
 
-function writeNetworkOptions(reply: Dhcp4Message, o: DhcpOptionsConfig, broadcast: string): void {
+/**
+ * A subnet's network options encoded once per compiled subnet (a new configuration compiles
+ * new subnets), since every OFFER and ACK carries the same bytes. Shared buffers: encodeDhcp4
+ * copies option values and nothing writes into them.
+ */
+const subnetOptionCache = new WeakMap<CompiledSubnet, ReadonlyMap<number, Buffer>>();
+
+function subnetOptionBytes(subnet: CompiledSubnet): ReadonlyMap<number, Buffer> {
+  let bytes = subnetOptionCache.get(subnet);
+  if (bytes === undefined) {
+    bytes = networkOptionBytes(subnet, subnet.config.options ?? {});
+    subnetOptionCache.set(subnet, bytes);
+  }
+  return bytes;
+}
+
+/** Subnet mask, then the network options, in the order they go on the wire. */
+function networkOptionBytes(subnet: CompiledSubnet, o: DhcpOptionsConfig): Map<number, Buffer> {
+  const reply: Pick<Dhcp4Message, 'options'> = { options: new Map() };
+  setOption(reply, OptionCode.SUBNET_MASK, intToIp(subnet.network.mask));
+  writeNetworkOptions(reply, o, intToIp(broadcastOf(subnet.network)));
+  return reply.options;
+}
+
+function writeNetworkOptions(reply: Pick<Dhcp4Message, 'options'>, o: DhcpOptionsConfig, broadcast: string): void {
   if (o.routers?.length) setOption(reply, OptionCode.ROUTER, o.routers);
   if (o.dnsServers?.length) setOption(reply, OptionCode.DNS_SERVERS, o.dnsServers);
   if (o.domainName !== undefined) setOption(reply, OptionCode.DOMAIN_NAME, o.domainName);

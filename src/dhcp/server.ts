@@ -2,6 +2,11 @@
  * The DHCP socket adapter: bytes in, decision, bytes out. It decodes, asks the engine,
  * encodes and sends to the RFC 2131 §4.1 destination, and counts everything. Nothing thrown
  * on the packet path escapes: a bad packet or a failed store write is a counted drop.
+ *
+ * Datagrams are read as they come into a bounded queue (receive-queue.ts) and answered from
+ * it a slice per event-loop turn, exchanges in progress first, so that under overload the
+ * sockets are still drained every turn and what is dropped is our choice: stale DISCOVERs,
+ * not the REQUESTs that complete leases.
  */
 import { PxehaError } from '../errors.js';
 import type { Logger } from '../obs/log.js';
@@ -10,6 +15,7 @@ import { decodeDhcp4, encodeDhcp4 } from '../protocol/dhcp4/message.js';
 import { MessageTypeName, type MessageType } from '../protocol/dhcp4/types.js';
 import { DropReason, type ReceiveInfo } from './chain.js';
 import { replyDestination } from './destination.js';
+import { peekMessageType, ReceiveQueue, type ReceiveQueueOptions } from './receive-queue.js';
 import type { DhcpEngine } from './engine.js';
 import { buildReply } from './reply.js';
 import { interpretRequest } from './request.js';
@@ -21,15 +27,45 @@ export interface DhcpServerOptions {
   log: Logger;
   serverPort: number;
   clientPort: number;
+  /** Bounds of the receive queue (receive-queue.ts defaults). */
+  queue?: ReceiveQueueOptions;
+  /** Milliseconds clock for queue ages; default Date.now. */
+  now?: () => number;
 }
+
+interface Received {
+  socket: UdpSocket;
+  service: ReceiveInfo['service'];
+  buf: Buffer;
+  rinfo: { address: string; port: number };
+}
+
+/**
+ * Datagrams answered per event-loop turn. Between slices libuv reads up to 32 datagrams per
+ * socket, so a small slice keeps reading ahead of a flood (the kernel's buffer never decides
+ * what is lost) while a store commit and the sends of a slice still go out together.
+ */
+const SLICE = 4;
 
 export class DhcpServer {
   private readonly sockets: { socket: UdpSocket; service: ReceiveInfo['service'] }[] = [];
+  private readonly queue: ReceiveQueue<Received>;
+  private drainScheduled = false;
   private inFlight = 0;
   private closing = false;
   private idle: (() => void) | undefined;
 
-  constructor(private readonly options: DhcpServerOptions) {}
+  private readonly now: () => number;
+
+  constructor(private readonly options: DhcpServerOptions) {
+    this.queue = new ReceiveQueue(options.queue);
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Datagrams read and not yet answered or dropped. */
+  get queued(): number {
+    return this.queue.size;
+  }
 
   /** Serves DHCP (port 67) on an interface-bound socket. */
   addInterface(socket: InterfaceSocket): void {
@@ -45,16 +81,58 @@ export class DhcpServer {
     this.sockets.push({ socket, service });
     socket.on('message', (buf, rinfo) => {
       if (this.closing) return;
+      const evicted = this.queue.push({ socket, service, buf, rinfo }, peekMessageType(buf), this.now());
+      if (evicted) this.overloaded(evicted.item, evicted.reason);
+      if (!this.drainScheduled) {
+        this.drainScheduled = true;
+        setImmediate(this.drain);
+      }
+    });
+  }
+
+  /** Answers one slice of the queue; the next slice waits for the next turn's reads. */
+  private readonly drain = (): void => {
+    this.drainScheduled = false;
+    if (this.closing) return;
+    const now = this.now();
+    for (let i = 0; i < SLICE; i++) {
+      const { next, stale } = this.queue.take(now);
+      for (const r of stale) this.overloaded(r, 'stale');
+      if (!next) break;
       this.inFlight++;
-      void this.handle(socket, service, buf, rinfo).finally(() => {
+      void this.handle(next.socket, next.service, next.buf, next.rinfo).finally(() => {
         if (--this.inFlight === 0) this.idle?.();
       });
-    });
+    }
+    if (this.queue.size > 0) {
+      this.drainScheduled = true;
+      setImmediate(this.drain);
+    }
+  };
+
+  private overloaded(r: Received, detail: string): void {
+    this.drop(DropReason.OVERLOADED, { iface: r.socket.ifname, src: r.rinfo.address, detail });
   }
 
   private drop(reason: DropReason, fields: Record<string, unknown>): void {
     this.options.metrics.dhcpDropped.inc({ reason });
-    this.options.log.debug({ ...fields, reason }, 'dhcp drop');
+    if (this.options.log.isLevelEnabled('debug')) this.options.log.debug({ ...fields, reason }, 'dhcp drop');
+  }
+
+  /** Counter children by message type, bound once: label lookup per packet showed in profiles. */
+  private readonly receivedCounters = new Map<string, { inc(): void }>();
+  private readonly replyCounters = new Map<string, { inc(): void }>();
+
+  private countReceived(type: string): void {
+    let child = this.receivedCounters.get(type);
+    if (child === undefined) this.receivedCounters.set(type, (child = this.options.metrics.dhcpReceived.labels({ type })));
+    child.inc();
+  }
+
+  private countReply(type: string): void {
+    let child = this.replyCounters.get(type);
+    if (child === undefined) this.replyCounters.set(type, (child = this.options.metrics.dhcpReplies.labels({ type })));
+    child.inc();
   }
 
   private async handle(
@@ -70,7 +148,7 @@ export class DhcpServer {
     // Most of what a cluster node hears is for another node: dropped without decoding.
     const quick = engine.quickDrop(buf, via);
     if (quick) {
-      metrics.dhcpReceived.inc({ type: MessageTypeName[quick.type as MessageType] ?? 'unknown' });
+      this.countReceived(MessageTypeName[quick.type as MessageType] ?? 'unknown');
       return this.drop(quick.reason, { iface, src: rinfo.address, detail: quick.detail });
     }
     let request;
@@ -83,7 +161,7 @@ export class DhcpServer {
       return;
     }
     const typeName = request.messageType !== undefined ? MessageTypeName[request.messageType] ?? 'unknown' : 'none';
-    metrics.dhcpReceived.inc({ type: typeName });
+    this.countReceived(typeName);
     const fields = { iface, mac: request.mac, xid: request.xid, type: typeName };
     try {
       const { decision, context } = await engine.decide(request, via);
@@ -112,9 +190,9 @@ export class DhcpServer {
         clientPort: this.options.clientPort,
       });
       await socket.sendReply(out, dest);
-      metrics.dhcpReplies.inc({ type: MessageTypeName[draft.messageType as MessageType] });
+      this.countReply(MessageTypeName[draft.messageType as MessageType]);
       metrics.dhcpDecisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      log.debug({ ...fields, reply: MessageTypeName[draft.messageType as MessageType], ip: draft.yiaddr, dest }, 'dhcp reply');
+      if (log.isLevelEnabled('debug')) log.debug({ ...fields, reply: MessageTypeName[draft.messageType as MessageType], ip: draft.yiaddr, dest }, 'dhcp reply');
     } catch (err) {
       const reason = err instanceof PxehaError && err.code.startsWith('PXE_ERR_STORE') ? DropReason.STORE_ERROR : DropReason.SEND_ERROR;
       this.drop(reason, { ...fields, err: (err as Error).message });
@@ -125,6 +203,7 @@ export class DhcpServer {
   /** Stops taking packets, waits for decisions in flight, closes the sockets. */
   async close(): Promise<void> {
     this.closing = true;
+    this.queue.clear();
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
     await Promise.all(this.sockets.map((s) => s.socket.close()));
   }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PxehaError } from '../errors.js';
-import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes } from './bytes.js';
+import fc from 'fast-check';
+import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes, parseIpv4 } from './bytes.js';
 
 function assertDecodeError(run: () => unknown, field: string, offset: number): void {
   assert.throws(run, (err: unknown) => {
@@ -100,5 +101,21 @@ describe('ipv4ToBytes', () => {
     for (const bad of ['256.0.0.1', '1.2.3', '1.2.3.4.5', ' 1.2.3.4', '1.2.3.x', '', '::1']) {
       assert.throws(() => ipv4ToBytes('ip', bad), EncodeError, bad);
     }
+  });
+
+  test('parseIpv4 agrees with the dotted-quad grammar on any string (property)', () => {
+    // The grammar as a regular expression: four 1-3 digit octets, none above 255.
+    const reference = (s: string): number => {
+      const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+      const octets = m ? m.slice(1).map(Number) : [];
+      return octets.length === 4 && octets.every((o) => o <= 255) ? octets.reduce((n, o) => n * 256 + o, 0) : -1;
+    };
+    const octet = fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.stringMatching(/^[0-9]{1,4}$/));
+    const near = fc.tuple(octet, octet, octet, octet, fc.constantFrom('', '.', ' ', 'x')).map(([a, b, c, d, tail]) => `${a}.${b}.${c}.${d}${tail}`);
+    fc.assert(fc.property(fc.oneof(near, fc.string({ maxLength: 20 }), fc.stringMatching(/^[0-9.]{0,16}$/)), (s) => {
+      assert.equal(parseIpv4(s), reference(s), JSON.stringify(s));
+    }), { numRuns: 5000 });
+    assert.equal(parseIpv4('255.255.255.255'), 0xffffffff);
+    assert.equal(parseIpv4('0.0.0.0'), 0);
   });
 });

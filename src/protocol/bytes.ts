@@ -178,7 +178,10 @@ export class ByteWriter {
   }
 
   ipv4(field: string, dottedQuad: string): this {
-    return this.bytes(field, ipv4ToBytes(field, dottedQuad));
+    const value = parseIpv4(dottedQuad);
+    if (value < 0) throw new EncodeError(field, `${JSON.stringify(dottedQuad)} is not a dotted-quad IPv4 address`);
+    this.buf.writeUInt32BE(value, this.reserve(4));
+    return this;
   }
 
   /** A copy of the bytes written so far. */
@@ -187,14 +190,40 @@ export class ByteWriter {
   }
 }
 
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+/**
+ * The 32-bit value of a dotted-quad IPv4 address ("10.0.0.1": four decimal octets of one to
+ * three digits, none above 255), or -1 for anything else. A hand-written scan: it runs for every
+ * address of every reply, where a regular expression and an array per call showed in profiles.
+ */
+export function parseIpv4(dottedQuad: string): number {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < dottedQuad.length; i++) {
+    const c = dottedQuad.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 3) return -1;
+      octet = octet * 10 + (c - 0x30);
+    } else if (c === 0x2e && digits > 0 && dots < 3) {
+      if (octet > 255) return -1;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return -1;
+    }
+  }
+  if (dots !== 3 || digits === 0 || octet > 255) return -1;
+  return value * 256 + octet;
+}
 
 /** Four bytes of a dotted-quad IPv4 address; throws EncodeError on anything else. */
 export function ipv4ToBytes(field: string, dottedQuad: string): Buffer {
-  const m = DOTTED_QUAD.exec(dottedQuad);
-  const octets = m ? m.slice(1).map(Number) : [];
-  if (octets.length !== 4 || octets.some((o) => o > 255)) {
-    throw new EncodeError(field, `${JSON.stringify(dottedQuad)} is not a dotted-quad IPv4 address`);
-  }
-  return Buffer.from(octets);
+  const value = parseIpv4(dottedQuad);
+  if (value < 0) throw new EncodeError(field, `${JSON.stringify(dottedQuad)} is not a dotted-quad IPv4 address`);
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(value, 0);
+  return out;
 }

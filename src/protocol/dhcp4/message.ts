@@ -220,6 +220,8 @@ export function decodeDhcp4(buf: Buffer): Dhcp4Message {
 
 /** Bytes of a fixed NUL-padded text field; throws EncodeError rather than truncate or mangle. */
 function encodeCString(field: 'sname' | 'file', text: string, fieldBytes: number): Buffer {
+  // Most replies leave both fields empty: all zeros, shared (encodeDhcp4 only copies from it).
+  if (text === '') return fieldBytes === SNAME_BYTES ? EMPTY_SNAME : fieldBytes === FILE_BYTES ? EMPTY_FILE : Buffer.alloc(fieldBytes);
   if (/[^\x01-\xff]/.test(text)) {
     throw new EncodeError(field, 'holds NUL or a character above U+00FF; it is sent as one byte a character');
   }
@@ -230,6 +232,9 @@ function encodeCString(field: 'sname' | 'file', text: string, fieldBytes: number
   bytes.write(text, 'latin1');
   return bytes;
 }
+
+const EMPTY_SNAME = Buffer.alloc(SNAME_BYTES);
+const EMPTY_FILE = Buffer.alloc(FILE_BYTES);
 
 /**
  * Option instances in wire order: Map order with 82 moved last (RFC 3046 §2.1: the relay
@@ -255,7 +260,11 @@ function optionInstances(options: Map<number, Buffer>): Buffer[] {
     let at = 0;
     do {
       const chunk = value.subarray(at, at + MAX_OPTION_VALUE_BYTES);
-      instances.push(Buffer.concat([Buffer.from([code, chunk.length]), chunk]));
+      const instance = Buffer.allocUnsafe(2 + chunk.length);
+      instance[0] = code;
+      instance[1] = chunk.length;
+      instance.set(chunk, 2);
+      instances.push(instance);
       at += MAX_OPTION_VALUE_BYTES;
     } while (at < value.length);
   }

@@ -11,7 +11,7 @@
  * above U+00FF are refused instead of silently mangled. To send UTF-8, convert first:
  * `Buffer.from(s, 'utf8').toString('latin1')`.
  */
-import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes } from '../bytes.js';
+import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes, parseIpv4 } from '../bytes.js';
 import {
   IpxeSubOption,
   MessageType,
@@ -94,7 +94,13 @@ function ipv4ListCodec(code: number): OptionCodec<string[]> {
     },
     encode(ips) {
       if (ips.length === 0) throw new EncodeError(field, 'needs at least one address');
-      return Buffer.concat(ips.map((ip) => ipv4ToBytes(field, ip)));
+      const out = Buffer.allocUnsafe(4 * ips.length);
+      ips.forEach((ip, i) => {
+        const value = parseIpv4(ip);
+        if (value < 0) throw new EncodeError(field, `${JSON.stringify(ip)} is not a dotted-quad IPv4 address`);
+        out.writeUInt32BE(value, 4 * i);
+      });
+      return out;
     },
   };
 }
@@ -110,11 +116,12 @@ function uintCodec(code: number, widthBytes: 1 | 2 | 4): OptionCodec<number> {
       return n;
     },
     encode(n) {
-      const w = new ByteWriter(widthBytes);
-      if (widthBytes === 1) w.u8(field, n);
-      else if (widthBytes === 2) w.u16(field, n);
-      else w.u32(field, n);
-      return w.toBuffer();
+      if (!Number.isInteger(n) || n < 0 || n > 2 ** (8 * widthBytes) - 1) {
+        throw new EncodeError(field, `${n} is not an integer in 0..${2 ** (8 * widthBytes) - 1}`);
+      }
+      const out = Buffer.allocUnsafe(widthBytes);
+      out.writeUIntBE(n, 0, widthBytes);
+      return out;
     },
   };
 }
