@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PxehaError } from '../errors.js';
 import fc from 'fast-check';
-import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes, parseIpv4 } from './bytes.js';
+import { parseIpv4 } from '../util/ipv4.js';
+import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes } from './bytes.js';
 
 function assertDecodeError(run: () => unknown, field: string, offset: number): void {
   assert.throws(run, (err: unknown) => {

@@ -8,6 +8,7 @@
  * `Buffer.writeUInt*` throw its own error type.
  */
 import { PxehaError } from '../errors.js';
+import { parseIpv4 } from '../util/ipv4.js';
 
 /** A wire packet could not be decoded; `field` names what was being read, `offset` where. */
 export class DecodeError extends PxehaError {
@@ -188,35 +189,6 @@ export class ByteWriter {
   toBuffer(): Buffer {
     return Buffer.from(this.buf.subarray(0, this.lengthBytes));
   }
-}
-
-/**
- * The 32-bit value of a dotted-quad IPv4 address ("10.0.0.1": four decimal octets of one to
- * three digits, none above 255), or -1 for anything else. A hand-written scan: it runs for every
- * address of every reply, where a regular expression and an array per call showed in profiles.
- */
-export function parseIpv4(dottedQuad: string): number {
-  let value = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < dottedQuad.length; i++) {
-    const c = dottedQuad.charCodeAt(i);
-    if (c >= 0x30 && c <= 0x39) {
-      if (++digits > 3) return -1;
-      octet = octet * 10 + (c - 0x30);
-    } else if (c === 0x2e && digits > 0 && dots < 3) {
-      if (octet > 255) return -1;
-      value = value * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots++;
-    } else {
-      return -1;
-    }
-  }
-  if (dots !== 3 || digits === 0 || octet > 255) return -1;
-  return value * 256 + octet;
 }
 
 /** Four bytes of a dotted-quad IPv4 address; throws EncodeError on anything else. */

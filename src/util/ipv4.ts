@@ -1,15 +1,38 @@
 /** IPv4 address arithmetic on unsigned 32-bit integers. */
 
-export function ipToInt(ip: string): number {
-  const parts = ip.split('.');
-  if (parts.length !== 4) throw new RangeError(`not an IPv4 address: ${ip}`);
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) throw new RangeError(`not an IPv4 address: ${ip}`);
-    const v = Number(p);
-    if (v > 255) throw new RangeError(`not an IPv4 address: ${ip}`);
-    n = n * 256 + v;
+/**
+ * The 32-bit value of a dotted-quad IPv4 address ("10.0.0.1": four decimal octets of one to
+ * three digits, none above 255), or -1 for anything else. A hand-written scan: it runs for every
+ * address of every reply, where a regular expression and an array per call showed in profiles.
+ */
+export function parseIpv4(dottedQuad: string): number {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < dottedQuad.length; i++) {
+    const c = dottedQuad.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 3) return -1;
+      octet = octet * 10 + (c - 0x30);
+    } else if (c === 0x2e && digits > 0 && dots < 3) {
+      if (octet > 255) return -1;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return -1;
+    }
   }
+  if (dots !== 3 || digits === 0 || octet > 255) return -1;
+  return value * 256 + octet;
+}
+
+/** The 32-bit value of a dotted-quad IPv4 address; throws RangeError on anything else. */
+export function ipToInt(ip: string): number {
+  const n = parseIpv4(ip);
+  if (n < 0) throw new RangeError(`not an IPv4 address: ${ip}`);
   return n;
 }
 

@@ -11,7 +11,8 @@
  * above U+00FF are refused instead of silently mangled. To send UTF-8, convert first:
  * `Buffer.from(s, 'utf8').toString('latin1')`.
  */
-import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes, parseIpv4 } from '../bytes.js';
+import { parseIpv4 } from '../../util/ipv4.js';
+import { ByteReader, ByteWriter, DecodeError, EncodeError, ipv4ToBytes } from '../bytes.js';
 import {
   IpxeSubOption,
   MessageType,
