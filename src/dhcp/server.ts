@@ -35,9 +35,10 @@ export interface DhcpServerOptions {
 
 interface Received {
   socket: UdpSocket;
-  service: ReceiveInfo['service'];
+  via: ReceiveInfo;
   buf: Buffer;
-  rinfo: { address: string; port: number };
+  /** process.hrtime.bigint() when read: the decision histogram counts the wait in the queue. */
+  receivedAt: bigint;
 }
 
 /**
@@ -81,7 +82,15 @@ export class DhcpServer {
     this.sockets.push({ socket, service });
     socket.on('message', (buf, rinfo) => {
       if (this.closing) return;
-      const evicted = this.queue.push({ socket, service, buf, rinfo }, peekMessageType(buf), this.now());
+      const via: ReceiveInfo = { ifname: socket.ifname, interfaceAddress: socket.localAddress, service, source: rinfo };
+      // Most of what a cluster node hears is for another node: dropped without decoding, and
+      // before the queue, which then holds only this node's work.
+      const quick = this.options.engine.quickDrop(buf, via);
+      if (quick) {
+        this.countReceived(MessageTypeName[quick.type as MessageType] ?? 'unknown');
+        return this.drop(quick.reason, { iface: socket.ifname, src: rinfo.address, detail: quick.detail });
+      }
+      const evicted = this.queue.push({ socket, via, buf, receivedAt: process.hrtime.bigint() }, peekMessageType(buf), this.now());
       if (evicted) this.overloaded(evicted.item, evicted.reason);
       if (!this.drainScheduled) {
         this.drainScheduled = true;
@@ -100,7 +109,7 @@ export class DhcpServer {
       for (const r of stale) this.overloaded(r, 'stale');
       if (!next) break;
       this.inFlight++;
-      void this.handle(next.socket, next.service, next.buf, next.rinfo).finally(() => {
+      void this.handle(next).finally(() => {
         if (--this.inFlight === 0) this.idle?.();
       });
     }
@@ -111,7 +120,7 @@ export class DhcpServer {
   };
 
   private overloaded(r: Received, detail: string): void {
-    this.drop(DropReason.OVERLOADED, { iface: r.socket.ifname, src: r.rinfo.address, detail });
+    this.drop(DropReason.OVERLOADED, { iface: r.via.ifname, src: r.via.source.address, detail });
   }
 
   private drop(reason: DropReason, fields: Record<string, unknown>): void {
@@ -135,22 +144,9 @@ export class DhcpServer {
     child.inc();
   }
 
-  private async handle(
-    socket: UdpSocket,
-    service: ReceiveInfo['service'],
-    buf: Buffer,
-    rinfo: { address: string; port: number },
-  ): Promise<void> {
+  private async handle({ socket, via, buf, receivedAt }: Received): Promise<void> {
     const { metrics, log, engine } = this.options;
-    const started = process.hrtime.bigint();
-    const iface = socket.ifname;
-    const via: ReceiveInfo = { ifname: iface, interfaceAddress: socket.localAddress, service, source: rinfo };
-    // Most of what a cluster node hears is for another node: dropped without decoding.
-    const quick = engine.quickDrop(buf, via);
-    if (quick) {
-      this.countReceived(MessageTypeName[quick.type as MessageType] ?? 'unknown');
-      return this.drop(quick.reason, { iface, src: rinfo.address, detail: quick.detail });
-    }
+    const { ifname: iface, service, source: rinfo } = via;
     let request;
     let message;
     try {
@@ -191,7 +187,7 @@ export class DhcpServer {
       });
       await socket.sendReply(out, dest);
       this.countReply(MessageTypeName[draft.messageType as MessageType]);
-      metrics.dhcpDecisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.dhcpDecisionSeconds.observe(Number(process.hrtime.bigint() - receivedAt) / 1e9);
       if (log.isLevelEnabled('debug')) log.debug({ ...fields, reply: MessageTypeName[draft.messageType as MessageType], ip: draft.yiaddr, dest }, 'dhcp reply');
     } catch (err) {
       const reason = err instanceof PxehaError && err.code.startsWith('PXE_ERR_STORE') ? DropReason.STORE_ERROR : DropReason.SEND_ERROR;
