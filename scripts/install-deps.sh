@@ -5,7 +5,8 @@
 #   scripts/install-deps.sh           Debian packages (apt-get, as root) + addon if not built
 #   scripts/install-deps.sh --native  only (re)build the addon, always (npm's install script)
 #
-# The addon (native/sockopt.c → build/Release/pxeha_sockopt.node) is built against the local
+# The addons (native/sockopt.c → build/Release/pxeha_sockopt.node, native/tftp_pump.c →
+# build/Release/pxeha_tftp.node) are built against the local
 # Node headers (<prefix>/include/node, /usr/include/node on Debian's nodejs), so node-gyp never
 # tries to download them; without local headers node-gyp falls back to its own download.
 set -euo pipefail
@@ -110,7 +111,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if [ ! -f build/Release/pxeha_sockopt.node ] || [ native/sockopt.c -nt build/Release/pxeha_sockopt.node ] \
-  || [ binding.gyp -nt build/Release/pxeha_sockopt.node ]; then
+  || [ binding.gyp -nt build/Release/pxeha_sockopt.node ] \
+  || [ ! -f build/Release/pxeha_tftp.node ] || [ native/tftp_pump.c -nt build/Release/pxeha_tftp.node ]; then
   log "building the native addon"
   build_native
 fi

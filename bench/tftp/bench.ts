@@ -18,14 +18,17 @@
  * - round trip: loopback has next to no RTT, so a window saves little there (the bound is CPU
  *   per packet, not waiting). With --rtt-ms R the client holds each ACK R ms (no netem on this
  *   machine), as a LAN or WAN would: pxeha with windowsize W vs tftpd-hpa, same client.
- * - memory: C transfers at once of an M MiB file from pxeha (one client process, windowsize W),
- *   pxeha's resident set size sampled every 50 ms: idle, peak, and peak minus idle per transfer.
+ * - memory: C transfers at once of an M MiB file from pxeha (one client process, windowsize W,
+ *   then windowsize 1: lock step, pxeha's native fast path when built), pxeha's resident set size
+ *   sampled every 50 ms: idle, peak, and peak minus idle per transfer.
+ * - churn: N lock-step transfers of a 64 KiB file, C at a time, RSS after each batch: whether
+ *   transfer sockets and the fast path's buffers are released (RSS flat after the first batches).
  *
  * It prints figures and whether the goals (>= 1.0x lock-step, >= 4x with windowsize) are met;
  * the exit status does not depend on speed.
  *
  * Usage: npm run bench:tftp -- [--rounds 3] [--size-mib 32] [--blksize 1468] [--windowsize 16]
- *        [--concurrent 200] [--concurrent-size-mib 4] [--rtt-ms 1] [--rtt-size-mib 2] [--cpu-prof DIR]
+ *        [--concurrent 200] [--concurrent-size-mib 4] [--rtt-ms 1] [--rtt-size-mib 2] [--churn 2000] [--cpu-prof DIR]
  */
 import { appendFileSync, chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
@@ -54,6 +57,7 @@ const { values: args } = parseArgs({
     'rtt-ms': { type: 'string', default: '1' },
     'rtt-size-mib': { type: 'string', default: '2' },
     'concurrent-size-mib': { type: 'string', default: '4' },
+    churn: { type: 'string', default: '2000' },
     'cpu-prof': { type: 'string' },
   },
   strict: true,
@@ -68,6 +72,7 @@ const concurrent = count('concurrent', 0, 1000);
 const concurrentSizeMiB = count('concurrent-size-mib', 1, 64);
 const rttMs = count('rtt-ms', 0, 100);
 const rttSizeMiB = count('rtt-size-mib', 1, 64);
+const churn = count('churn', 0, 100_000);
 
 /** A file of random MiBs (no two alike), world-readable: in.tftpd serves as user nobody. */
 function writeRandomFile(file: string, mib: number): string {
@@ -203,6 +208,9 @@ async function main(): Promise<void> {
     const concurrentSha = writeRandomFile(path.join(root, 'concurrent.bin'), concurrentSizeMiB);
     const rttSha = writeRandomFile(path.join(root, 'rtt.bin'), rttSizeMiB);
     writeFileSync(path.join(root, 'probe.bin'), 'probe\n', { mode: 0o644 });
+    const small = randomBytes(64 * 1024);
+    writeFileSync(path.join(root, 'small.bin'), small, { mode: 0o644 });
+    const smallSha256 = createHash('sha256').update(small).digest('hex');
     if (args['cpu-prof']) mkdirSync(path.resolve(args['cpu-prof']), { recursive: true });
 
     const running: Record<ServerKind, RunningServer> = { pxeha: await startPxeha(ns, work, root), 'tftpd-hpa': await startTftpd(ns, root) };
@@ -269,14 +277,14 @@ async function main(): Promise<void> {
       say(`pxeha windowsize ${windowsize} / tftpd-hpa lock-step at ${rttMs} ms RTT: ratio ${fmt(r, 2)} (goal >= 4: ${r >= 4 ? 'met' : 'NOT met'})`);
     }
 
-    if (concurrent > 0) {
+    for (const w of concurrent > 0 ? [windowsize, 1] : []) {
       say();
-      say(`## memory: ${concurrent} transfers at once of a ${concurrentSizeMiB} MiB file from pxeha (tftp-client.ts, blksize ${blksize}, windowsize ${windowsize})`);
+      say(`## memory: ${concurrent} transfers at once of a ${concurrentSizeMiB} MiB file from pxeha (tftp-client.ts, blksize ${blksize}, windowsize ${w})`);
       const pid = running.pxeha.proc.pid;
       const idle = rssKiB(pid) ?? 0;
       let peak = idle;
       const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(pid) ?? 0)), 50);
-      const r = await helperClient(ns, { port: PXEHA_PORT, file: 'concurrent.bin', blksize, windowsize, parallel: concurrent, sha256: concurrentSha, timeoutMs: 2000, maxRetries: 8 });
+      const r = await helperClient(ns, { port: PXEHA_PORT, file: 'concurrent.bin', blksize, windowsize: w, parallel: concurrent, sha256: concurrentSha, timeoutMs: 2000, maxRetries: 8 });
       clearInterval(sampler);
       const seconds = Number(r['ms']) / 1000;
       say(
@@ -285,6 +293,25 @@ async function main(): Promise<void> {
       say(`pxeha RSS idle ${fmt(idle / 1024, 1)} MiB, peak ${fmt(peak / 1024, 1)} MiB, (peak - idle) / transfer ${fmt((peak - idle) / concurrent, 0)} KiB`);
       const failures = r['failures'] as string[] | undefined;
       if (r['error'] !== undefined || (failures && failures.length > 0)) say(`PROBLEMS: ${String(r['error'] ?? '')} ${JSON.stringify(failures ?? [])}`);
+    }
+
+    if (churn > 0) {
+      const batch = Math.max(1, Math.min(concurrent || 200, churn));
+      say();
+      say(`## churn: ${churn} lock-step transfers of a 64 KiB file, ${batch} at a time (tftp-client.ts, blksize ${blksize}, windowsize 1)`);
+      const pid = running.pxeha.proc.pid;
+      const rss: number[] = [rssKiB(pid) ?? 0];
+      let ok = 0;
+      const problems: string[] = [];
+      for (let done = 0; done < churn; done += batch) {
+        const n = Math.min(batch, churn - done);
+        const r = await helperClient(ns, { port: PXEHA_PORT, file: 'small.bin', blksize, windowsize: 1, parallel: n, sha256: smallSha256, timeoutMs: 2000, maxRetries: 8 });
+        ok += Number(r['ok'] ?? 0);
+        if (r['error'] !== undefined) problems.push(String(r['error']));
+        rss.push(rssKiB(pid) ?? 0);
+      }
+      say(`ok ${ok} of ${churn}; pxeha RSS (MiB) before and after each batch: ${rss.map((k) => fmt(k / 1024, 1)).join(' ')}`);
+      if (problems.length > 0) say(`PROBLEMS: ${JSON.stringify(problems.slice(0, 5))}`);
     }
 
     for (const s of Object.values(running)) {

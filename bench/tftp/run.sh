@@ -4,7 +4,7 @@
 #
 # Usage: bash bench/tftp/run.sh [--rounds 3] [--size-mib 32] [--blksize 1468] [--windowsize 16]
 #                               [--concurrent 200] [--concurrent-size-mib 4] [--rtt-ms 1]
-#                               [--rtt-size-mib 2] [--cpu-prof DIR]
+#                               [--rtt-size-mib 2] [--churn 2000] [--cpu-prof DIR]
 #        npm run bench:tftp -- --rounds 1
 #
 # Needs root (ip netns), curl and tftpd-hpa (scripts/install-deps.sh installs them). All

@@ -4,6 +4,11 @@
  * progress), the transfer socket answering a stranger with ERROR 5 from the same port,
  * and DATA going out as the state machine's prepared datagrams. The protocol decisions
  * themselves are transfer.test.ts's; real clients are test/integration/tftp.test.ts's.
+ *
+ * Every adapter test runs twice: on the native lock-step fast path (native/tftp_pump.c, when its
+ * addon is built) and on the JS path (`native: false`). The fast path's own cases (blocks the
+ * pump answers between events: duplicate ACKs, strangers, lost ACKs, client ERRORs, counters,
+ * the socket released on every end) run on both as well.
  */
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
@@ -14,7 +19,17 @@ import { after, before, describe, test } from 'node:test';
 import { Opcode, TftpErrorCode } from '../protocol/tftp/codes.js';
 import { decodeTftp, encodeTftp, type TftpPacket } from '../protocol/tftp/packet.js';
 import { createLogger } from '../obs/log.js';
+import { Metrics } from '../obs/metrics.js';
+import { loadTftpPump } from './native-pump.js';
 import { startTftpServer, type TftpServer } from './server.js';
+
+const NATIVE = loadTftpPump();
+/** The I/O paths to test: the JS one always, the native one when its addon is built. */
+const PATHS: readonly { name: string; native: boolean }[] = [
+  ...(NATIVE.ok ? [{ name: 'native fast path', native: true }] : []),
+  { name: 'JS path', native: false },
+];
+if (!NATIVE.ok && process.env['PXEHA_REQUIRE_NATIVE'] === '1') throw new Error(`native fast path required: ${NATIVE.reason}`);
 
 const HOST = '127.0.0.1';
 const INITIAL_TIMEOUT_MS = 60;
@@ -76,21 +91,71 @@ const rrq = (filename: string, options: Record<string, string> = {}): TftpPacket
 });
 const dataBlock = (r: Received | undefined): number | undefined => (r?.packet.opcode === Opcode.DATA ? r.packet.block : undefined);
 
-describe('tftp server adapter (real sockets on 127.0.0.1)', () => {
+for (const { name, native } of PATHS) describe(`tftp server adapter (real sockets on 127.0.0.1, ${name})`, () => {
   let root: string;
   let server: TftpServer;
+  let metrics: Metrics;
   const file = Buffer.alloc(512 * 3 + 7, 0x5a); // blocks 1..4 at blksize 512
+  // 100 blocks at blksize 512, read 8 blocks at a time: many reads, many hand-overs to the pump.
+  const long = Buffer.from(Array.from({ length: 512 * 99 + 100 }, (_, i) => (i * 7 + (i >> 9)) & 0xff));
 
   before(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), 'pxeha-tftp-server-test-'));
     writeFileSync(path.join(root, 'four-blocks.bin'), file);
+    writeFileSync(path.join(root, 'long.bin'), long);
+    metrics = new Metrics();
     server = await startTftpServer({
       root,
       address: HOST,
       port: 0,
-      policy: { initialTimeoutMs: INITIAL_TIMEOUT_MS, maxTimeoutMs: 4 * INITIAL_TIMEOUT_MS, maxRetries: 3 },
+      native,
+      metrics,
+      policy: {
+        initialTimeoutMs: INITIAL_TIMEOUT_MS,
+        maxTimeoutMs: 4 * INITIAL_TIMEOUT_MS,
+        maxRetries: 3,
+        readAheadBytes: 4096,
+        largeReadAheadBytes: 4096,
+      },
     });
   });
+
+  /** A counter's value from the server's registry (labels matched exactly when given). */
+  const counter = async (metric: string, labels: Record<string, string> = {}): Promise<number> => {
+    const m = await metrics.registry.getSingleMetric(metric)?.get();
+    const entry = m?.values.find((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want));
+    return entry?.value ?? 0;
+  };
+
+  /** Downloads long.bin in lock step from `tid` on, starting by ACKing `block`; returns the blocks' data. */
+  const lockStep = async (p: Probe, tid: number, fromBlock: number, collect: Buffer[]): Promise<number> => {
+    let block = fromBlock;
+    for (;;) {
+      p.send({ opcode: Opcode.ACK, block }, tid);
+      const r = await p.receive();
+      assert.ok(r?.packet.opcode === Opcode.DATA, `DATA after ACK ${block}`);
+      assert.equal(r.packet.block, (block + 1) % 65536);
+      collect.push(r.packet.data);
+      block = r.packet.block;
+      if (r.packet.data.length < 512) return block;
+    }
+  };
+
+  /** Whether `port` on 127.0.0.1 is free again (the transfer socket was closed). */
+  const portIsFree = async (port: number): Promise<boolean> => {
+    const s = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.bind(port, HOST, () => resolve());
+      });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      s.close();
+    }
+  };
 
   after(async () => {
     await server.close();
@@ -171,6 +236,146 @@ describe('tftp server adapter (real sockets on 127.0.0.1)', () => {
       stranger.close();
     }
     await waitFor(() => server.activeTransfers === 0);
+  });
+
+  test('a long lock-step transfer arrives whole; blocks, bytes and the result are counted; the TID is released', async () => {
+    const p = await Probe.open();
+    const bytesBefore = await counter('pxeha_tftp_bytes_total');
+    const okBefore = await counter('pxeha_tftp_transfers_total', { result: 'ok' });
+    try {
+      p.send(rrq('long.bin'), server.port);
+      const first = await p.receive();
+      assert.equal(dataBlock(first), 1);
+      const tid = (first as Received).port;
+      const got: Buffer[] = [(first as Received).packet.opcode === Opcode.DATA ? ((first as Received).packet as { data: Buffer }).data : Buffer.alloc(0)];
+      const last = await lockStep(p, tid, 1, got);
+      assert.equal(last, 100);
+      p.send({ opcode: Opcode.ACK, block: last }, tid);
+      assert.deepEqual(Buffer.concat(got), long);
+      await waitFor(() => server.activeTransfers === 0);
+      assert.equal((await counter('pxeha_tftp_bytes_total')) - bytesBefore, long.length, 'every DATA byte counted once');
+      assert.equal((await counter('pxeha_tftp_transfers_total', { result: 'ok' })) - okBefore, 1);
+      assert.ok(await portIsFree(tid), 'transfer socket closed');
+    } finally {
+      p.close();
+    }
+  });
+
+  test("a duplicate ACK mid-transfer sends nothing (Sorcerer's Apprentice); a stranger's ACK gets ERROR 5 and moves nothing", async () => {
+    const p = await Probe.open();
+    const stranger = await Probe.open();
+    try {
+      p.send(rrq('long.bin'), server.port);
+      const first = await p.receive();
+      const tid = (first as Received).port;
+      const got: Buffer[] = [];
+      for (let block = 1; block < 20; block++) {
+        p.send({ opcode: Opcode.ACK, block }, tid);
+        const r = await p.receive();
+        assert.equal(dataBlock(r), block + 1);
+      }
+      // DATA 20 is in flight. The ACK of 19 again must not send DATA 20 again before the timer does.
+      p.send({ opcode: Opcode.ACK, block: 19 }, tid);
+      stranger.send({ opcode: Opcode.ACK, block: 20 }, tid);
+      const e = await stranger.receive();
+      assert.ok(e?.packet.opcode === Opcode.ERROR && e.packet.code === TftpErrorCode.UNKNOWN_TID, 'ERROR 5 to the stranger');
+      assert.equal(e?.port, tid);
+      assert.equal(await p.receive(INITIAL_TIMEOUT_MS / 2), undefined, 'no DATA for a duplicate ACK or a stranger');
+      // The timer re-sends DATA 20; then the transfer goes on from there.
+      assert.equal(dataBlock(await p.receive()), 20, 're-sent by the timer');
+      const last = await lockStep(p, tid, 20, got);
+      assert.equal(last, 100);
+      p.send({ opcode: Opcode.ACK, block: last }, tid);
+      assert.deepEqual(Buffer.concat(got), long.subarray(20 * 512));
+      await waitFor(() => server.activeTransfers === 0);
+      assert.ok(await portIsFree(tid), 'transfer socket closed');
+    } finally {
+      p.close();
+      stranger.close();
+    }
+  });
+
+  test('a lost ACK mid-transfer: the block in flight is re-sent by the timer, and the transfer resumes', async () => {
+    const p = await Probe.open();
+    const retransmitsBefore = await counter('pxeha_tftp_retransmits_total');
+    try {
+      p.send(rrq('long.bin'), server.port);
+      const first = await p.receive();
+      const tid = (first as Received).port;
+      for (let block = 1; block < 30; block++) {
+        p.send({ opcode: Opcode.ACK, block }, tid);
+        assert.equal(dataBlock(await p.receive()), block + 1);
+      }
+      // ACK 30 "lost": DATA 30 comes again after about the initial timeout, then twice that.
+      const again = await p.receive();
+      assert.equal(dataBlock(again), 30);
+      assert.equal(dataBlock(await p.receive()), 30);
+      assert.ok((await counter('pxeha_tftp_retransmits_total')) - retransmitsBefore >= 2);
+      const got: Buffer[] = [];
+      const last = await lockStep(p, tid, 30, got);
+      p.send({ opcode: Opcode.ACK, block: last }, tid);
+      assert.deepEqual(Buffer.concat(got), long.subarray(30 * 512));
+      await waitFor(() => server.activeTransfers === 0);
+    } finally {
+      p.close();
+    }
+  });
+
+  test('a client ERROR mid-transfer ends it (client-error), nothing more is sent, and the TID is released', async () => {
+    const p = await Probe.open();
+    const before = await counter('pxeha_tftp_transfers_total', { result: 'client-error' });
+    try {
+      p.send(rrq('long.bin'), server.port);
+      const first = await p.receive();
+      const tid = (first as Received).port;
+      for (let block = 1; block < 40; block++) {
+        p.send({ opcode: Opcode.ACK, block }, tid);
+        assert.equal(dataBlock(await p.receive()), block + 1);
+      }
+      p.send({ opcode: Opcode.ERROR, code: TftpErrorCode.NOT_DEFINED, message: 'cancelled' }, tid);
+      await waitFor(() => server.activeTransfers === 0);
+      assert.equal((await counter('pxeha_tftp_transfers_total', { result: 'client-error' })) - before, 1);
+      p.send({ opcode: Opcode.ACK, block: 40 }, tid);
+      assert.equal(await p.receive(3 * INITIAL_TIMEOUT_MS), undefined, 'nothing after the end');
+      assert.ok(await portIsFree(tid), 'transfer socket closed');
+    } finally {
+      p.close();
+    }
+  });
+
+  test('a transfer that times out mid-way and one aborted by shutdown both release their TID', async () => {
+    const p = await Probe.open();
+    try {
+      p.send(rrq('long.bin'), server.port);
+      const first = await p.receive();
+      const tid = (first as Received).port;
+      for (let block = 1; block < 10; block++) {
+        p.send({ opcode: Opcode.ACK, block }, tid);
+        assert.equal(dataBlock(await p.receive()), block + 1);
+      }
+      await waitFor(() => server.activeTransfers === 0, 5000); // 4 sends of DATA 10, then timeout
+      assert.ok(await portIsFree(tid), 'transfer socket closed after the timeout');
+    } finally {
+      p.close();
+    }
+    const own = await startTftpServer({ root, address: HOST, port: 0, native, policy: { readAheadBytes: 4096, largeReadAheadBytes: 4096 } });
+    const q = await Probe.open();
+    try {
+      q.send(rrq('long.bin'), own.port);
+      const first = await q.receive();
+      const tid = (first as Received).port;
+      for (let block = 1; block < 10; block++) {
+        q.send({ opcode: Opcode.ACK, block }, tid);
+        assert.equal(dataBlock(await q.receive()), block + 1);
+      }
+      await own.close();
+      const e = await q.receive();
+      assert.ok(e?.packet.opcode === Opcode.ERROR && e.packet.code === TftpErrorCode.NOT_DEFINED, 'ERROR 0 on shutdown');
+      assert.ok(await portIsFree(tid), 'transfer socket closed on shutdown');
+    } finally {
+      q.close();
+      await own.close();
+    }
   });
 });
 

@@ -26,6 +26,14 @@
  * - close() stops listening, aborts every transfer with ERROR 0 "server shutting down" sent to its
  *   client, and resolves once every socket and file is closed.
  *
+ * - Lock step (windowsize 1) goes through the native fast path when its addon is built
+ *   (native/tftp_pump.c, src/tftp/native-pump.ts; option `native`, PXEHA_TFTP_NATIVE=0 turns it
+ *   off): the transfer's socket is the addon's, and the ACK of the block in flight is answered
+ *   with the next prepared block in C, on the event loop, without entering JS; everything else
+ *   comes here as an event and goes through the state machine. Without the addon the JS path
+ *   below serves it (said once in the log). Windowsize transfers keep dgram, which queues a
+ *   window when the socket buffer is full.
+ *
  * Multi-homed hosts should bind each address (address: [...]) rather than 0.0.0.0, so that the
  * transfer socket answers from the address the client asked (Node has no IP_PKTINFO). IPv4 only.
  *
@@ -48,19 +56,23 @@ import { silentLogger, type Logger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
 import { DecodeError } from '../protocol/bytes.js';
 import { Opcode, TftpErrorCode, TransferMode } from '../protocol/tftp/codes.js';
-import { decodeTftp, encodeTftp, type RequestPacket, type TftpPacket } from '../protocol/tftp/packet.js';
+import { DATA_HEADER_BYTES, decodeTftp, encodeTftp, type RequestPacket, type TftpPacket } from '../protocol/tftp/packet.js';
 import { DEFAULT_TFTP_POLICY, negotiateRead, type ReadMode, type TftpPolicy } from './negotiate.js';
 import { checkRequestPath } from '../artifacts/resolve.js';
 import { findImageFile, ImageFileSource, type ImageFileSources } from '../images/serve.js';
 import { filenameToPath, openForRead, refusal, type Refusal, type TftpRefusalReason } from './open-file.js';
+import { loadTftpPump, PumpEvent, type TftpPump, type TftpPumpConstructor } from './native-pump.js';
 import {
+  bufferedBlocks,
   initialTransferState,
   step,
   transferConfig,
   TransferResult,
+  type SendData,
   type TransferAction,
   type TransferEvent,
   type TransferState,
+  wireBlock,
 } from './transfer.js';
 
 export interface TftpServerOptions {
@@ -83,6 +95,12 @@ export interface TftpServerOptions {
    * from the chunk store through one verified stream per transfer; absent: only the root.
    */
   images?: ImageFileSources;
+  /**
+   * Carry lock-step transfers (windowsize 1) through the native fast path (native/tftp_pump.c)
+   * when its addon loads; default true unless the environment has PXEHA_TFTP_NATIVE=0. Without
+   * the addon the JS path serves them, and the log says so once.
+   */
+  native?: boolean;
 }
 
 /** What a transfer reads its file through: a FileHandle, or an image file's chunk stream. */
@@ -133,6 +151,8 @@ function createUdpSocket(): dgram.Socket {
  * block, bench/tftp/RESULTS.md), but a connected socket cannot answer strangers with ERROR 5,
  * and a second socket on the same port for them needs SO_REUSEADDR, which on Linux lets any
  * local process bind that port too and take the client's ACKs. Not worth a hijackable transfer.
+ * (dgram offers no SO_REUSEPORT, which only sockets of the same user can share: the native fast
+ * path uses it for its connected socket, see native/tftp_pump.c open_peer_socket.)
  */
 async function openTransferSocket(localAddress: string): Promise<dgram.Socket> {
   const socket = createUdpSocket();
@@ -166,6 +186,30 @@ function closeSocket(socket: dgram.Socket): Promise<void> {
   });
 }
 
+/**
+ * A lock-step transfer's socket on the native fast path: the pump (its own port, the TID), the
+ * counters it updates, and its events forwarded to whoever listens (the Transfer, once built).
+ */
+class PumpSocket {
+  readonly counters = new Float64Array(2);
+  readonly pump: TftpPump;
+  /** Whether the pump has a socket connected to the client (native/tftp_pump.c open_peer_socket). */
+  readonly connected: boolean;
+  onEvent: ((kind: PumpEvent, data: Buffer | undefined, address: string | undefined, number: number) => void) | undefined;
+
+  constructor(TftpPump: TftpPumpConstructor, localAddress: string, client: Endpoint) {
+    this.pump = new TftpPump(localAddress, this.counters, (kind, data, address, number) => this.onEvent?.(kind, data, address, number));
+    try {
+      this.connected = this.pump.setPeer(client.address, client.port);
+    } catch (err) {
+      this.pump.close();
+      throw err;
+    }
+  }
+}
+
+type TransferIo = { kind: 'dgram'; socket: dgram.Socket } | { kind: 'pump'; socket: PumpSocket };
+
 /** The node's TFTP metrics (src/obs/metrics.ts), under the short names this file uses. */
 class TftpMetrics {
   readonly transfers: Metrics['tftpTransfers'];
@@ -197,6 +241,15 @@ const PATH_REASONS = new Set<TftpRefusalReason>(['nul-byte', 'too-long', 'parent
  * block in lock step) only moves `deadlineMs`; the timer, when it fires early, sleeps again
  * until the deadline. A clearTimeout/setTimeout (or refresh) pair per block was a timer-list
  * update per packet.
+ *
+ * On the native fast path (a PumpSocket, lock step only) the pump answers the ACK of the block in
+ * flight with the next block on its own, from the DATA datagrams this class hands it (feedPump):
+ * exactly the blocks the state machine holds after the one in flight. Before every event
+ * (and when the timer fires) the pump's progress is read from its counters and applied as one
+ * `pumped` event (syncPump), so the state, the timer's deadline and the statistics are those of
+ * the JS path. Everything the pump does not answer — a stranger, an ERROR, a duplicate or odd ACK,
+ * the ACK of the last block it holds — comes back as an event and goes through `step` as on the
+ * JS path.
  */
 class Transfer {
   private state: TransferState;
@@ -210,10 +263,20 @@ class Transfer {
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
-  private readonly socket: dgram.Socket;
+  private readonly socket: dgram.Socket | undefined;
+  private readonly pumpSocket: PumpSocket | undefined;
+  private readonly pump: TftpPump | undefined;
+  /** The pump's counters[0] when last applied. */
+  private pumpSeen = 0;
+  /** Absolute block the pump holds as in flight; undefined while it answers nothing. */
+  private pumpInflight: number | undefined;
+  /** Absolute number of the last block queued in the pump. */
+  private pumpThrough = 0;
+  /** While a `pumped` event is applied: when the pump last made progress (the timer counts from then). */
+  private armBaseMs: number | undefined;
 
   constructor(
-    socket: dgram.Socket,
+    io: TransferIo,
     /** Bytes of the server's read-ahead pool this transfer holds (0 for the default read-ahead). */
     readonly pooledReadAheadBytes: number,
     private readonly client: Endpoint,
@@ -222,12 +285,18 @@ class Transfer {
     private readonly server: Server,
     readonly fields: Record<string, unknown>,
   ) {
-    this.socket = socket;
     this.state = state;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
-    const onError = (err: Error) => this.server.log.debug({ ...this.fields, err: err.message }, 'tftp transfer socket error');
-    this.socket.on('message', (buf, rinfo) => this.onMessage(buf, rinfo));
-    this.socket.on('error', onError);
+    if (io.kind === 'dgram') {
+      this.socket = io.socket;
+      const onError = (err: Error) => this.server.log.debug({ ...this.fields, err: err.message }, 'tftp transfer socket error');
+      this.socket.on('message', (buf, rinfo) => this.onMessage(buf, rinfo));
+      this.socket.on('error', onError);
+    } else {
+      this.pumpSocket = io.socket;
+      this.pump = io.socket.pump;
+      io.socket.onEvent = (kind, data, address, number) => this.onPumpEvent(kind, data, address, number);
+    }
   }
 
   start(): void {
@@ -239,19 +308,25 @@ class Transfer {
   }
 
   /** RFC 1350 §4: a datagram to this TID from anyone but the client gets ERROR 5; the transfer goes on. */
-  private onStranger(rinfo: dgram.RemoteInfo): void {
+  private onStranger(rinfo: Endpoint): void {
     if (this.closed) return;
     this.server.metrics.dropped.inc({ reason: 'unknown-tid' });
+    const error = encodeTftp({ opcode: Opcode.ERROR, code: TftpErrorCode.UNKNOWN_TID, message: 'unknown transfer ID' });
     try {
-      this.socket.send(encodeTftp({ opcode: Opcode.ERROR, code: TftpErrorCode.UNKNOWN_TID, message: 'unknown transfer ID' }), rinfo.port, rinfo.address);
+      if (this.pump) this.pump.send(error, rinfo.port, rinfo.address);
+      else this.socket?.send(error, rinfo.port, rinfo.address);
     } catch {
       // closing
     }
   }
 
-  private onMessage(buf: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onMessage(buf: Buffer, rinfo: Endpoint): void {
     if (this.closed) return;
     if (rinfo.port !== this.client.port || rinfo.address !== this.client.address) return this.onStranger(rinfo);
+    this.onClientDatagram(buf);
+  }
+
+  private onClientDatagram(buf: Buffer): void {
     let packet: TftpPacket;
     try {
       // The hot path of a transfer is a 4-byte ACK: read it without the general decoder.
@@ -264,22 +339,122 @@ class Transfer {
     this.dispatch({ type: 'packet', packet });
   }
 
+  private onPumpEvent(kind: PumpEvent, data: Buffer | undefined, address: string | undefined, number: number): void {
+    if (this.closed) return;
+    try {
+      switch (kind) {
+        case PumpEvent.PACKET:
+          if (data) this.onClientDatagram(data);
+          break;
+        case PumpEvent.STRANGER:
+          if (address !== undefined) this.onStranger({ address, port: number });
+          break;
+        case PumpEvent.LOW:
+          // The pump's queue is low: apply its progress, which asks for the next read.
+          this.syncPump();
+          this.feedPump();
+          break;
+        case PumpEvent.RECV_ERROR:
+          this.server.log.debug({ ...this.fields, errno: number }, 'tftp transfer socket error');
+          break;
+      }
+    } catch (err) {
+      // Nothing thrown on the packet path escapes (it would reach the process from a native callback).
+      this.server.log.error({ ...this.fields, err }, 'tftp fast-path event failed');
+      try {
+        this.dispatch({ type: 'abort', reason: 'internal error' });
+      } catch {
+        // already logged; the transfer's timer or shutdown ends it
+      }
+    }
+  }
+
   private dispatch(event: TransferEvent): void {
+    if (this.closed) return;
+    if (this.pump) this.syncPump();
+    this.apply(event);
+    if (this.pump) this.feedPump();
+  }
+
+  private apply(event: TransferEvent): void {
     if (this.closed) return;
     const { state, actions } = step(this.state, event);
     this.state = state;
     for (const action of actions) this.execute(action, actions);
   }
 
+  /** Applies what the pump answered since the last look as one `pumped` event. */
+  private syncPump(): void {
+    if (this.closed || !this.pumpSocket) return;
+    const counters = this.pumpSocket.counters;
+    const count = (counters[0] as number) - this.pumpSeen;
+    if (count === 0) return;
+    this.pumpSeen = counters[0] as number;
+    if (this.pumpInflight !== undefined) this.pumpInflight += count;
+    const bytesBefore = this.state.stats.dataBytes;
+    this.armBaseMs = counters[1] as number;
+    try {
+      this.apply({ type: 'pumped', count });
+    } finally {
+      this.armBaseMs = undefined;
+    }
+    this.unreportedBytes += this.state.stats.dataBytes - bytesBefore;
+  }
+
+  /**
+   * Makes the pump hold what the state says: the block in flight (lock step, data phase, one
+   * block out) and every block in memory after it; or nothing, so that every ACK comes here.
+   */
+  private feedPump(): void {
+    const pump = this.pump;
+    if (!pump || this.closed) return;
+    const s = this.state;
+    if (s.phase !== 'data' || s.config.windowsize !== 1 || s.sentUpTo !== s.base) {
+      if (this.pumpInflight !== undefined) {
+        pump.reset(-1);
+        this.pumpInflight = undefined;
+      }
+      return;
+    }
+    if (this.pumpInflight !== s.base) {
+      pump.reset(wireBlock(s.base));
+      this.pumpInflight = s.base;
+      this.pumpThrough = s.base;
+    }
+    const last = s.base + bufferedBlocks(s) - 1;
+    if (last > this.pumpThrough) {
+      const packetBytes = DATA_HEADER_BYTES + s.config.blksize;
+      // Hand the blocks over in runs that lie back to back in one buffer (one read's datagrams).
+      const end = s.blockIndex + (last - s.base);
+      let first = s.blockIndex + (this.pumpThrough + 1 - s.base);
+      while (first <= end) {
+        const start = (s.blocks[first] as SendData).datagram;
+        let next = start.byteOffset + start.length;
+        let i = first + 1;
+        for (; i <= end; i++) {
+          const d = (s.blocks[i] as SendData).datagram;
+          if (d.buffer !== start.buffer || d.byteOffset !== next) break;
+          next += d.length;
+        }
+        pump.append(Buffer.from(start.buffer, start.byteOffset, next - start.byteOffset), packetBytes);
+        first = i;
+      }
+      this.pumpThrough = last;
+    }
+    // maybeRead reads when fewer than 1 + ceil(readAheadBlocks / 2) blocks are left from base.
+    const wantsRead = s.pendingRead === undefined && s.finalBlock === undefined;
+    let mark = wantsRead ? Math.max(0, Math.ceil(s.config.readAheadBlocks / 2) - 1) : -1;
+    // After a backoff the timer is due late; the first progress resets the timeout, so hear of it
+    // at once (the next answered ACK) to bring the deadline back in.
+    if (s.timeoutMs > s.config.initialTimeoutMs) mark = Math.max(mark, last - s.base - 1);
+    pump.notifyWhenLeft(mark);
+  }
+
   private execute(action: TransferAction, batch: readonly TransferAction[]): void {
     switch (action.type) {
       case 'sendData':
         if (action.retransmit) this.server.metrics.retransmits.inc();
-        try {
-          this.socket.send(action.datagram, this.client.port, this.client.address);
-        } catch (err) {
-          this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp send failed');
-        }
+        this.sendDatagram(action.datagram);
         this.unreportedBytes += action.payloadBytes;
         break;
       case 'send':
@@ -301,12 +476,26 @@ class Transfer {
     }
   }
 
+  private sendDatagram(datagram: Buffer): void {
+    try {
+      if (this.pump) {
+        const errno = this.pump.send(datagram);
+        if (errno !== 0) this.server.log.debug({ ...this.fields, errno }, 'tftp send failed');
+      } else {
+        this.socket?.send(datagram, this.client.port, this.client.address);
+      }
+    } catch (err) {
+      this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp send failed');
+    }
+  }
+
   private armTimer(ms: number): void {
-    const deadlineMs = Date.now() + ms;
+    const now = Date.now();
+    const deadlineMs = (this.armBaseMs ?? now) + ms;
     this.deadlineMs = deadlineMs;
     if (this.timer && this.timerDueMs <= deadlineMs) return; // it fires first, then sleeps on
     if (this.timer) clearTimeout(this.timer); // due later than the new deadline (a shorter timeout)
-    this.schedule(ms);
+    this.schedule(Math.max(1, deadlineMs - now));
   }
 
   private schedule(ms: number): void {
@@ -316,6 +505,12 @@ class Transfer {
 
   private readonly onTimer = (): void => {
     this.timer = undefined;
+    if (this.closed) return;
+    if (this.pump) {
+      // Progress the pump made since the last event moves the deadline first.
+      this.syncPump();
+      this.feedPump();
+    }
     if (this.closed || this.deadlineMs === undefined) return;
     const leftMs = this.deadlineMs - Date.now();
     if (leftMs > 0) return this.schedule(leftMs);
@@ -337,12 +532,14 @@ class Transfer {
   private send(packet: TftpPacket, retransmit: boolean, beforeClose: boolean): void {
     const metrics = this.server.metrics;
     if (retransmit) metrics.retransmits.inc();
+    const socket = this.socket;
+    if (!socket) return this.sendDatagram(encodeTftp(packet)); // the pump sends at once (or keeps it)
     try {
       if (beforeClose) {
         // The last packet before close (an ERROR): close the socket only once it has gone out.
-        this.lastSend = new Promise((resolve) => this.socket.send(encodeTftp(packet), this.client.port, this.client.address, () => resolve()));
+        this.lastSend = new Promise((resolve) => socket.send(encodeTftp(packet), this.client.port, this.client.address, () => resolve()));
       } else {
-        this.socket.send(encodeTftp(packet), this.client.port, this.client.address);
+        socket.send(encodeTftp(packet), this.client.port, this.client.address);
       }
     } catch (err) {
       this.server.log.debug({ ...this.fields, err: (err as Error).message }, 'tftp send failed');
@@ -375,6 +572,8 @@ class Transfer {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.deadlineMs = undefined;
+    // The pump stops answering at once (no event after close): the state's count is final.
+    this.pump?.close();
     const metrics = this.server.metrics;
     this.reportBytes();
     metrics.transfers.inc({ result: action.result });
@@ -392,7 +591,7 @@ class Transfer {
       'tftp transfer finished',
     );
     await this.lastSend;
-    await Promise.all([closeSocket(this.socket), this.file.close().catch(() => undefined)]);
+    await Promise.all([this.socket ? closeSocket(this.socket) : undefined, this.file.close().catch(() => undefined)]);
     if (action.result === TransferResult.OK) this.server.transferDone(this.client.address, String(this.fields['file'] ?? ''));
     this.server.forget(this);
     this.resolveDone();
@@ -422,6 +621,8 @@ class Server implements TftpServer {
     private readonly maxTransfers: number,
     private readonly onTransferDone: TftpServerOptions['onTransferDone'],
     private readonly images: ImageFileSources | undefined,
+    /** The native fast path's class, when lock-step transfers use it. */
+    private readonly TftpPump: TftpPumpConstructor | undefined,
   ) {
     this.metrics = new TftpMetrics(nodeMetrics);
     this.registry = nodeMetrics.registry;
@@ -555,21 +756,33 @@ class Server implements TftpServer {
       await opened.handle.close();
       return;
     }
-    let socket: dgram.Socket;
+    const negotiated = negotiateRead(request.options, mode, opened.size, this.policy);
+    let io: TransferIo;
+    let tid: number;
     try {
-      socket = await openTransferSocket(localAddress);
+      if (this.TftpPump && negotiated.windowsize === 1) {
+        // Lock step: the native fast path (a window keeps dgram, which queues a burst when the
+        // socket buffer is full).
+        const socket = new PumpSocket(this.TftpPump, localAddress, client);
+        io = { kind: 'pump', socket };
+        tid = socket.pump.port();
+        if (!socket.connected) this.log.debug({ ...fields, tid }, 'tftp: fast path without a connected socket');
+      } else {
+        const socket = await openTransferSocket(localAddress);
+        io = { kind: 'dgram', socket };
+        tid = socket.address().port;
+      }
     } catch (err) {
       this.transfers.delete(key);
       await opened.handle.close();
       this.log.warn({ ...fields, err: (err as Error).message }, 'tftp: no socket for a transfer');
       return;
     }
-    const negotiated = negotiateRead(request.options, mode, opened.size, this.policy);
     const readAheadBytes = this.takeReadAhead(opened.size);
     const pooled = readAheadBytes === this.policy.readAheadBytes ? 0 : readAheadBytes;
     const state = initialTransferState(transferConfig(mode, negotiated, { ...this.policy, readAheadBytes }));
-    Object.assign(fields, { blksize: negotiated.blksize, windowsize: negotiated.windowsize, readAheadBytes, tid: socket.address().port });
-    const transfer = new Transfer(socket, pooled, client, opened.handle, state, this, fields);
+    Object.assign(fields, { blksize: negotiated.blksize, windowsize: negotiated.windowsize, readAheadBytes, tid, io: io.kind });
+    const transfer = new Transfer(io, pooled, client, opened.handle, state, this, fields);
     this.transfers.set(key, transfer);
     this.log.debug({ ...fields, size: opened.size, options: Object.fromEntries(request.options) }, 'tftp transfer started');
     transfer.start();
@@ -630,7 +843,14 @@ export async function startTftpServer(options: TftpServerOptions): Promise<TftpS
     throw new PxehaError('PXE_ERR_CONFIG_INVALID', `tftp root ${options.root}: ${(err as Error).message}`, { cause: err });
   }
   const policy: TftpPolicy = { ...DEFAULT_TFTP_POLICY, ...options.policy };
-  const server = new Server(root, options.metrics ?? new Metrics(), options.log ?? silentLogger(), policy, options.maxTransfers ?? 1000, options.onTransferDone, options.images);
+  const log = options.log ?? silentLogger();
+  let TftpPump: TftpPumpConstructor | undefined;
+  if (options.native ?? process.env['PXEHA_TFTP_NATIVE'] !== '0') {
+    const loaded = loadTftpPump();
+    if (loaded.ok) TftpPump = loaded.TftpPump;
+    else log.warn({ reason: loaded.reason }, 'tftp: native fast path unavailable; lock-step transfers take the JS path');
+  }
+  const server = new Server(root, options.metrics ?? new Metrics(), log, policy, options.maxTransfers ?? 1000, options.onTransferDone, options.images, TftpPump);
   const addresses = options.address === undefined ? ['0.0.0.0'] : typeof options.address === 'string' ? [options.address] : [...options.address];
   let port = options.port ?? 69;
   try {

@@ -617,3 +617,74 @@ describe('transfer: errors and aborts', () => {
     assert.equal(JSON.stringify({ ...before, blocks: before.blocks.length, tail: before.tail.length }), snapshot);
   });
 });
+
+describe('transfer: the adapter fast path reports ACKs it answered (pumped)', () => {
+  /** Two harnesses over the same file: one ACKed packet by packet, the other told `pumped`. */
+  const pair = (file: Buffer, options = opts(), policy: Partial<TftpPolicy> = { readAheadBytes: 4096 }) => {
+    const slow = new Harness(file, options, 'octet', policy).start();
+    const fast = new Harness(file, options, 'octet', policy).start();
+    return { slow, fast };
+  };
+
+  test('pumped n is n ACKs of the block in flight, each answered by the next: same state, statistics and reads, no sends', () => {
+    const file = pattern(512 * 40 + 9);
+    const { slow, fast } = pair(file);
+    assert.deepEqual(blocks(slow.take()), [1]);
+    assert.deepEqual(blocks(fast.take()), [1]);
+    for (let block = 1; block <= 5; block++) slow.ack(block);
+    assert.deepEqual(blocks(slow.take()), [2, 3, 4, 5, 6]);
+    fast.clock.advance(0);
+    fast.dispatch({ type: 'pumped', count: 5 });
+    assert.deepEqual(fast.take(), [], 'the fast path sent them');
+    const pick = (s: TransferState) => ({ base: s.base, sentUpTo: s.sentUpTo, highestSent: s.highestSent, buffered: bufferedBlocks(s), stats: s.stats, retries: s.retries, timerArmed: s.timerArmed });
+    assert.deepEqual(pick(fast.state), pick(slow.state));
+    assert.deepEqual(fast.reads, slow.reads, 'the same reads asked for');
+    // From there on, the transfer goes on as usual.
+    fast.ack(6);
+    assert.deepEqual(blocks(fast.take()), [7]);
+  });
+
+  test('pumped counts no further than the blocks in memory after the one in flight; the final ACK still ends the transfer', () => {
+    const file = pattern(512 * 3 + 1); // blocks 1..4, all in memory after the first read
+    const h = new Harness(file, opts(), 'octet').start();
+    assert.deepEqual(blocks(h.take()), [1]);
+    h.dispatch({ type: 'pumped', count: 99 });
+    assert.equal(h.state.base, 4, 'blocks 2..4 went out; 4 is in flight');
+    assert.equal(h.state.stats.blocksAcked, 3);
+    assert.equal(h.state.stats.dataPackets, 4);
+    assert.equal(h.closed, undefined, 'the final ACK never comes as pumped');
+    h.ack(4);
+    const closed = (h as Harness).closed as Harness['closed']; // (the assert above narrowed it)
+    assert.equal(closed?.result, TransferResult.OK);
+    assert.equal(closed?.stats.dataBytes, file.length);
+  });
+
+  test('pumped is ignored in the OACK phase, with a window, and with nothing in flight', () => {
+    const withOack = new Harness(pattern(5000), opts(['blksize', '512'])).start();
+    const before = withOack.state;
+    withOack.dispatch({ type: 'pumped', count: 3 });
+    assert.equal(withOack.state.base, before.base);
+    assert.deepEqual(withOack.state.stats, before.stats);
+    const windowed = new Harness(pattern(5000), opts(['windowsize', '4'])).start();
+    windowed.take();
+    windowed.ack(0);
+    const w = windowed.state;
+    windowed.dispatch({ type: 'pumped', count: 2 });
+    assert.deepEqual(windowed.state.stats, w.stats);
+    const fresh = new Harness(pattern(5000));
+    fresh.dispatch({ type: 'pumped', count: 2 });
+    assert.equal(fresh.state.phase, 'new');
+  });
+
+  test('pumped after a backoff resets the timeout and retries, like the ACK it stands for', () => {
+    const h = new Harness(pattern(512 * 10)).start();
+    h.take();
+    h.advance(1000);
+    h.advance(2000);
+    assert.equal(h.state.retries, 2);
+    h.dispatch({ type: 'pumped', count: 1 });
+    assert.equal(h.state.retries, 0);
+    assert.equal(h.state.timeoutMs, h.state.config.initialTimeoutMs);
+    assert.equal(h.timerDeadlineMs, h.clock.now() + h.state.config.initialTimeoutMs);
+  });
+});

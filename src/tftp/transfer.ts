@@ -32,6 +32,9 @@
  *   The transfer succeeds when that block is acknowledged.
  * - Netascii (RFC 1350 §5, see netascii.ts): converted while streaming; block boundaries fall
  *   on converted bytes, so reads carry a tail of less than one block to the next read.
+ * - Lock step may be carried by the adapter's native fast path between events: it answers the
+ *   ACK of the block in flight with the next block in memory, then reports how many it answered
+ *   as one `pumped` event, which this machine applies exactly as those ACKs (no send).
  * - Any other packet from the client (DATA, OACK, a request) is an illegal operation: ERROR 4 and
  *   close. An abort (server shutdown) sends ERROR 0 with the reason; a failed read sends ERROR 0.
  */
@@ -144,6 +147,15 @@ export type TransferEvent =
   | { type: 'readFailed'; message: string }
   /** The timer armed last has expired. */
   | { type: 'timeout' }
+  /**
+   * The adapter's lock-step fast path (native/tftp_pump.c) answered `count` ACKs on its own: each
+   * the ACK of the block then in flight, each answered with the next block in memory, in order.
+   * Applied as those ACKs and sends would have been: blocks acknowledged, DATA counted, base moved,
+   * retries and timeout reset, the timer re-armed, more file asked for. Sends nothing (the blocks
+   * went out). Ignored outside lock step with one block in flight; never more than the blocks in
+   * memory after it (the fast path never answers the ACK of the final block: that one is a packet).
+   */
+  | { type: 'pumped'; count: number }
   | { type: 'abort'; reason: string };
 
 export type TransferAction =
@@ -429,6 +441,31 @@ function onAck(step: Step, wire: number): void {
   step.maybeRead();
 }
 
+function onPumped(step: Step, count: number): void {
+  const s = step.s;
+  if (s.phase !== 'data' || s.config.windowsize !== 1 || s.sentUpTo !== s.base || !(count > 0)) return;
+  // Blocks after the one in flight that are in memory; the final block's own ACK never counts here.
+  const after = bufferedBlocks(s) - 1;
+  const n = Math.min(Math.floor(count), s.finalBlock === undefined ? after : Math.min(after, s.finalBlock - s.base));
+  if (n <= 0) return;
+  const stats = step.stats;
+  for (let i = 1; i <= n; i++) {
+    const prepared = s.blocks[s.blockIndex + i] as SendData;
+    stats.dataPackets++;
+    stats.dataBytes += prepared.payloadBytes;
+    if (s.base + i <= s.highestSent) stats.retransmits++;
+  }
+  stats.blocksAcked += n;
+  s.blockIndex += n;
+  s.base += n;
+  s.sentUpTo = s.base;
+  s.highestSent = Math.max(s.highestSent, s.sentUpTo);
+  s.retries = 0;
+  s.timeoutMs = s.config.initialTimeoutMs;
+  step.arm();
+  step.maybeRead();
+}
+
 /** The transfer's next state and the actions to carry out, in order. */
 export function step(state: TransferState, event: TransferEvent): StepResult {
   if (state.phase === 'closed') return { state, actions: [] };
@@ -484,6 +521,9 @@ export function step(state: TransferState, event: TransferEvent): StepResult {
         step.s.sentUpTo = state.base - 1;
         step.fill();
       }
+      break;
+    case 'pumped':
+      onPumped(step, event.count);
       break;
     case 'abort':
       step.close(TransferResult.ABORTED, event.reason, { code: TftpErrorCode.NOT_DEFINED, message: event.reason });
