@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { encodeChunkBatch, NOT_SENT, receiveChunkBatch, type BatchWant } from './chunk-batch.js';
+import { encodeChunkBatch, NOT_SENT, readChunkBatch, receiveChunkBatch, type BatchWant } from './chunk-batch.js';
 import { ChunkStore } from './chunk-store.js';
 import { sha256Hex } from './chunker.js';
 import { PxehaError } from '../errors.js';
@@ -103,5 +103,41 @@ describe('chunk batch (encode, receive)', () => {
     const errored = await run(await fresh(), failing);
     assert.equal(errored.stored.length, 0);
     assert.equal(errored.failed.size, 3);
+  });
+
+  it('reads ahead a bounded number of chunks while sending them in the asked order', async () => {
+    const many = Array.from({ length: 12 }, (_, i) => seededBytes(100 + i, 1000 + i));
+    const byHash = new Map(many.map((c) => [sha256Hex(c), c]));
+    let inFlight = 0;
+    let most = 0;
+    const read = async (h: string): Promise<Uint8Array> => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      inFlight--;
+      return byHash.get(h)!;
+    };
+    const frames = Buffer.concat(await collect(encodeChunkBatch([...byHash.keys()], read, undefined, 3)));
+    let at = 0;
+    for (const c of many) {
+      assert.equal(frames.readUInt32BE(at), c.length);
+      assert.ok(frames.subarray(at + 4, at + 4 + c.length).equals(c));
+      at += 4 + c.length;
+    }
+    assert.equal(at, frames.length);
+    assert.ok(most > 1 && most <= 4, `reads in flight: ${most} (the one sent and at most 3 ahead)`);
+  });
+
+  it('readChunkBatch: the body is read first, then every chunk settles once it is durable', async () => {
+    const store = await fresh();
+    const frames = await collect(encodeChunkBatch(wants.map((w) => w.hash), async (h) => chunks[wants.findIndex((w) => w.hash === h)]!));
+    const stored: string[] = [];
+    const { settled } = await readChunkBatch(body(frames, 4096), wants, store, {
+      stored: (w) => stored.push(w.hash),
+      failed: (w, err) => assert.fail(`${w.hash}: ${err.message}`),
+    });
+    await settled;
+    assert.deepEqual(stored.sort(), wants.map((w) => w.hash).sort());
+    for (let i = 0; i < chunks.length; i++) assert.ok((await store.get(wants[i]!.hash)).equals(chunks[i]!));
+    assert.deepEqual(await readdir(join(store.root, 'tmp')), [], 'no temp file left behind');
   });
 });

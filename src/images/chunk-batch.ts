@@ -34,27 +34,42 @@ function lengthWord(n: number): Buffer {
   return b;
 }
 
+/** Chunks a batch response reads (and verifies) ahead of the one being sent. */
+export const READ_AHEAD_CHUNKS = 4;
+
 /**
- * The body of a batch response: each chunk read (and verified) by `read`, one at a time, framed
- * as above. A chunk `read` refuses (missing, corrupt, unreadable) is NOT_SENT and reported to
- * `onSkip`; the others still follow.
+ * The body of a batch response: each chunk read (and verified) by `read`, framed as above, in
+ * the asked order. Up to `readAhead` reads run ahead of the chunk being sent, so the socket is
+ * not left idle while one file is opened, read and hashed after another (memory: that many
+ * chunks). A chunk `read` refuses (missing, corrupt, unreadable) is NOT_SENT and reported to
+ * `onSkip`; the others still follow. Reads left running when the body is abandoned (the peer
+ * hung up) settle unobserved.
  */
 export async function* encodeChunkBatch(
   hashes: readonly string[],
   read: (hash: string) => Promise<Uint8Array>,
   onSkip?: (hash: string, err: Error) => void,
+  readAhead: number = READ_AHEAD_CHUNKS,
 ): AsyncGenerator<Uint8Array> {
-  for (const hash of hashes) {
-    let data: Uint8Array;
-    try {
-      data = await read(hash);
-    } catch (err) {
-      onSkip?.(hash, err as Error);
+  type Read = Promise<{ ok: true; data: Uint8Array } | { ok: false; err: Error }>;
+  const start = (hash: string): Read =>
+    read(hash).then(
+      (data) => ({ ok: true as const, data }),
+      (err: unknown) => ({ ok: false as const, err: err as Error }),
+    );
+  const reads: Read[] = [];
+  let started = 0;
+  for (let i = 0; i < hashes.length; i++) {
+    while (started < hashes.length && started <= i + readAhead) reads.push(start(hashes[started++]!));
+    const r = await reads[i]!;
+    reads[i] = undefined as unknown as Read; // sent: let it go
+    if (!r.ok) {
+      onSkip?.(hashes[i]!, r.err);
       yield lengthWord(NOT_SENT);
       continue;
     }
-    yield lengthWord(data.length);
-    if (data.length > 0) yield data;
+    yield lengthWord(r.data.length);
+    if (r.data.length > 0) yield r.data;
   }
 }
 
@@ -64,7 +79,7 @@ export interface BatchWant {
 }
 
 export interface BatchOutcome {
-  /** The chunk is verified and on stable storage. */
+  /** The chunk is verified and on stable storage (its name too, unless the directory fsync was deferred). */
   stored: (want: BatchWant) => void;
   /** It is not: not sent, wrong bytes, the body ended or failed first, or the write failed. */
   failed: (want: BatchWant, err: Error) => void;
@@ -77,6 +92,24 @@ export interface BatchOutcome {
  * once every want was reported exactly once, as stored or failed.
  */
 export async function receiveChunkBatch(body: Readable, wants: readonly BatchWant[], store: ChunkStore, outcome: BatchOutcome): Promise<void> {
+  await (await readChunkBatch(body, wants, store, outcome)).settled;
+}
+
+/**
+ * receiveChunkBatch in two steps: resolves once the body is read (or failed), with `settled`, a
+ * promise that settles once every want was reported exactly once, as stored or failed (that one never
+ * rejects). Lets a caller ask for its next batch while this one's chunks are made durable.
+ * With `dirSync: 'deferred'` a chunk counts as stored once its bytes are durable and it is
+ * renamed into place; its directory is fsynced by the caller's ChunkStore.syncDirs() (before it
+ * counts anything as held).
+ */
+export async function readChunkBatch(
+  body: Readable,
+  wants: readonly BatchWant[],
+  store: ChunkStore,
+  outcome: BatchOutcome,
+  options: { dirSync?: 'each' | 'deferred' } = {},
+): Promise<{ settled: Promise<void> }> {
   const writes: Promise<void>[] = [];
   let index = 0;
   /** Bytes of the current length word (it may straddle two reads). */
@@ -100,7 +133,7 @@ export async function receiveChunkBatch(body: Readable, wants: readonly BatchWan
     if (length !== want.size) {
       throw new PxehaError('PXE_ERR_CHUNK_CORRUPT', `chunk ${want.hash}: ${length} bytes announced, the manifest says ${want.size}`);
     }
-    current = store.receive(want.hash, want.size);
+    current = store.receive(want.hash, want.size, options);
     if (want.size === 0) finishChunk();
   };
 
@@ -143,5 +176,5 @@ export async function receiveChunkBatch(body: Readable, wants: readonly BatchWan
     body.destroy();
     failRest(err as Error);
   }
-  await Promise.all(writes);
+  return { settled: Promise.all(writes).then(() => {}) };
 }

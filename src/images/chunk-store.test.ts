@@ -65,6 +65,25 @@ describe('ChunkStore', () => {
     assert.deepEqual(await readdir(join(dir, 'chunks', 'tmp')), []);
   });
 
+  it('receive with a deferred directory fsync: the chunk is in place once committed, and syncDirs() fsyncs its directories once', async () => {
+    const many = Array.from({ length: 20 }, (_, i) => seededBytes(500 + i, 3000 + i));
+    const commits = many.map((d) => {
+      const r = store.receive(sha256Hex(d), d.length, { dirSync: 'deferred' });
+      r.write(d.subarray(0, 1000));
+      r.write(d.subarray(1000));
+      return r.commit();
+    });
+    assert.deepEqual(await Promise.all(commits), many.map(() => true));
+    for (const d of many) assert.deepEqual(await store.get(sha256Hex(d)), d);
+    assert.deepEqual(await readdir(join(dir, 'chunks', 'tmp')), [], 'no temp file left behind');
+    await store.syncDirs();
+    await store.syncDirs(); // nothing left to sync
+    // A wrong chunk is refused before anything is written, deferred or not.
+    const bad = store.receive(sha256Hex(many[0]!), many[0]!.length, { dirSync: 'deferred' });
+    bad.write(many[1]!.subarray(0, many[0]!.length));
+    await assert.rejects(bad.commit(), isCode('PXE_ERR_CHUNK_CORRUPT'));
+  });
+
   it('putStream: refuses wrong bytes, a short or long body and a failing source, leaving nothing', async () => {
     const data = seededBytes(12, 600_000);
     const hash = sha256Hex(data);

@@ -25,6 +25,9 @@
  * - Verified: ChunkStore.put / putStream hash the bytes before anything is under the chunk's
  *   name; a peer that sends other bytes (or a wrong size) is a failure for that chunk, and the
  *   next peer is tried.
+ * - Durable before counted: a chunk from a batch is renamed into place only once its bytes are
+ *   fsynced, and the directories it landed in are fsynced (ChunkStore.syncDirs, one fsync per
+ *   directory for a whole pass) before any report of the versions held whole.
  * - Resumable by construction: a chunk is on disk whole (atomic rename) or not at all; each pass
  *   recomputes what is missing from the disk, so a crash, a restart or a dropped connection
  *   costs at most the chunks in flight.
@@ -34,7 +37,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { MAX_BATCH_CHUNKS, receiveChunkBatch, type BatchWant } from './chunk-batch.js';
+import { MAX_BATCH_CHUNKS, readChunkBatch, type BatchWant } from './chunk-batch.js';
 import type { ChunkStore } from './chunk-store.js';
 import { manifestPages, type Manifest, type ManifestRef } from './manifest.js';
 import type { ManifestCache } from './manifest-store.js';
@@ -84,6 +87,12 @@ export const NO_BATCH_RETRY_MS = 10 * 60 * 1000;
 
 /** How long a chunk seen on disk is taken as present without another stat (see #present). */
 export const PRESENT_RECHECK_MS = 60_000;
+
+/**
+ * Batches one fetch worker may have read and not yet seen settled (stored durably or failed)
+ * when it asks for the next: 2 lets it receive one batch while the one before is fsynced.
+ */
+export const BATCHES_SETTLING = 2;
 
 /** Bytes asked for in one batch (default): ~16 chunks at the 256 KiB average. */
 export const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
@@ -258,6 +267,7 @@ export class Replicator {
       const m = manifests.get(v.id);
       if (m && (await holdsWhole(m, present, this.#o.chunks))) advertised.push({ ...v, files: m.files });
     }
+    await this.#o.chunks.syncDirs(); // names of chunks received in batches: durable before counted
     this.#report(advertised, present);
 
     const missing = [...needs.values()].filter((n) => !present.has(n.hash));
@@ -272,6 +282,7 @@ export class Replicator {
     });
     // Only versions each of whose pages and chunks is on disk now count; one that was there at
     // the start of the pass and was quarantined since is found missing by the next pass.
+    await this.#o.chunks.syncDirs(); // names of chunks received in batches: durable before counted
     this.#report(advertised, present);
     result.held = this.#held;
     this.#waiting = result.waiting;
@@ -341,6 +352,8 @@ export class Replicator {
     let next = 0;
     let batchNo = 0;
     const worker = async (): Promise<void> => {
+      /** This worker's batches whose body is read and whose chunks are not all settled yet. */
+      const settling = new Set<Promise<void>>();
       while (next < missing.length && !signal.aborted) {
         if (this.#o.mayFetch && !this.#o.mayFetch()) {
           result.waiting = true;
@@ -383,18 +396,22 @@ export class Replicator {
           next++;
         }
         const retry: { i: number; need: ChunkNeed }[] = [];
+        /** Settles once every chunk of the batch is stored durably or failed (after the body is read). */
+        let settled: Promise<void> | undefined;
         try {
           await this.#o.throttle?.take(bytes, signal);
           const body = await fetchBatch(peer, batch.map((b) => b.need), signal);
           const byHash = new Map(batch.map((b) => [b.need.hash, b]));
-          await receiveChunkBatch(body, batch.map((b) => b.need), this.#o.chunks, {
+          ({ settled } = await readChunkBatch(body, batch.map((b) => b.need), this.#o.chunks, {
             stored: (want) => stored(peer, byHash.get(want.hash)!.need),
             failed: (want, err) => {
               if (signal.aborted) return;
               rejected(peer, byHash.get(want.hash)!.need, err);
               retry.push(byHash.get(want.hash)!);
             },
-          });
+            // One directory fsync per directory before the next report of held versions, not
+            // one per chunk: syncOnce calls chunks.syncDirs() before each #report.
+          }, { dirSync: 'deferred' }));
         } catch (err) {
           // The request itself failed: no chunk of the batch arrived.
           if (signal.aborted) break;
@@ -411,11 +428,21 @@ export class Replicator {
             }
           }
         }
-        for (const b of [...retry, ...alone]) {
-          if (signal.aborted) break;
-          await fetchOne(b.i, b.need, retry.includes(b) ? peer : undefined);
-        }
+        // The next batch is asked for while this one's chunks are made durable (their fsyncs
+        // wait on the disk, not on the link); its failures and the chunks the holder lacks are
+        // fetched alone once it has settled. At most BATCHES_SETTLING per worker wait so.
+        const finish = async (): Promise<void> => {
+          await settled;
+          for (const b of [...retry, ...alone]) {
+            if (signal.aborted) break;
+            await fetchOne(b.i, b.need, retry.includes(b) ? peer : undefined);
+          }
+        };
+        const done: Promise<void> = finish().finally(() => settling.delete(done));
+        settling.add(done);
+        if (settling.size >= BATCHES_SETTLING) await Promise.race(settling);
       }
+      await Promise.all(settling);
     };
     await Promise.all(Array.from({ length: Math.min(this.#o.parallel ?? 4, missing.length) }, worker));
   }
