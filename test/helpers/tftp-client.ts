@@ -148,9 +148,12 @@ export function fetch(options: FetchOptions): Promise<FetchResult> {
   return new Promise<FetchResult>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let done = false;
+    let closed = false;
     const finish = (err: Error | undefined, result?: FetchResult) => {
       done = true;
       if (timer) clearTimeout(timer);
+      if (closed) return;
+      closed = true;
       socket.close();
       if (err) reject(err);
       else resolve(result as FetchResult);
@@ -173,6 +176,7 @@ export function fetch(options: FetchOptions): Promise<FetchResult> {
     };
     socket.on('error', (err) => finish(err));
     socket.on('message', (buf, rinfo) => {
+      if (done) return;
       if (tid === undefined) tid = rinfo.port;
       else if (rinfo.port !== tid) return;
       const opcode = buf.length >= 4 ? buf.readUInt16BE(0) : 0;
@@ -194,12 +198,22 @@ export function fetch(options: FetchOptions): Promise<FetchResult> {
         bytes += length;
         const last = length < blksize;
         inWindow = inWindow === -1 ? 1 : inWindow + 1;
-        if (last || inWindow >= window) {
-          (last ? sendAck : ack)(expected); // the final ACK goes at once: the socket closes next
+        if (last) {
+          // The final ACK goes at once, and the socket closes only once it has left: dgram sends
+          // after an address lookup, so a close() right after send() drops it, and the server
+          // then keeps the transfer (and this port) until its timeout.
+          const result = { bytes, sha256: hash.digest('hex'), ms: performance.now() - started, oack, reAcks };
+          done = true;
+          if (timer) clearTimeout(timer);
+          ackBuf.writeUInt16BE(expected & 0xffff, 2);
+          socket.send(ackBuf, tid as number, host, () => finish(undefined, result));
+          return;
+        }
+        if (inWindow >= window) {
+          ack(expected);
           inWindow = 0;
         }
         expected++;
-        if (last) finish(undefined, { bytes, sha256: hash.digest('hex'), ms: performance.now() - started, oack, reAcks });
         return;
       }
       let p: TftpPacket;
