@@ -37,13 +37,7 @@
 #include <sys/socket.h>
 #endif
 
-#define CHECK(call)                                                                   \
-  do {                                                                                \
-    if ((call) != napi_ok) {                                                          \
-      napi_throw_error(env, "PXE_NATIVE", "N-API call failed: " #call);               \
-      return NULL;                                                                    \
-    }                                                                                 \
-  } while (0)
+#include "napi_check.h"
 
 static const char *errno_name(int err) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))

@@ -72,13 +72,7 @@
 #include <sys/socket.h>
 #endif
 
-#define CHECK(call)                                                                   \
-  do {                                                                                \
-    if ((call) != napi_ok) {                                                          \
-      napi_throw_error(env, "PXE_NATIVE", "N-API call failed: " #call);               \
-      return NULL;                                                                    \
-    }                                                                                 \
-  } while (0)
+#include "napi_check.h"
 
 enum { EV_PACKET = 1, EV_STRANGER = 2, EV_LOW = 3, EV_RECV_ERROR = 4 };
 

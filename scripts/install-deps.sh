@@ -112,7 +112,8 @@ fi
 
 if [ ! -f build/Release/pxeha_sockopt.node ] || [ native/sockopt.c -nt build/Release/pxeha_sockopt.node ] \
   || [ binding.gyp -nt build/Release/pxeha_sockopt.node ] \
-  || [ ! -f build/Release/pxeha_tftp.node ] || [ native/tftp_pump.c -nt build/Release/pxeha_tftp.node ]; then
+  || [ ! -f build/Release/pxeha_tftp.node ] || [ native/tftp_pump.c -nt build/Release/pxeha_tftp.node ] \
+  || [ native/napi_check.h -nt build/Release/pxeha_tftp.node ]; then
   log "building the native addon"
   build_native
 fi

@@ -346,13 +346,7 @@ for (const { name, native } of PATHS) describe(`tftp server adapter (real socket
   test('a transfer that times out mid-way and one aborted by shutdown both release their TID', async () => {
     const p = await Probe.open();
     try {
-      p.send(rrq('long.bin'), server.port);
-      const first = await p.receive();
-      const tid = (first as Received).port;
-      for (let block = 1; block < 10; block++) {
-        p.send({ opcode: Opcode.ACK, block }, tid);
-        assert.equal(dataBlock(await p.receive()), block + 1);
-      }
+      const tid = await tenBlocksOfLongBin(p, server.port);
       await waitFor(() => server.activeTransfers === 0, 5000); // 4 sends of DATA 10, then timeout
       assert.ok(await portIsFree(tid), 'transfer socket closed after the timeout');
     } finally {
@@ -361,13 +355,7 @@ for (const { name, native } of PATHS) describe(`tftp server adapter (real socket
     const own = await startTftpServer({ root, address: HOST, port: 0, native, policy: { readAheadBytes: 4096, largeReadAheadBytes: 4096 } });
     const q = await Probe.open();
     try {
-      q.send(rrq('long.bin'), own.port);
-      const first = await q.receive();
-      const tid = (first as Received).port;
-      for (let block = 1; block < 10; block++) {
-        q.send({ opcode: Opcode.ACK, block }, tid);
-        assert.equal(dataBlock(await q.receive()), block + 1);
-      }
+      const tid = await tenBlocksOfLongBin(q, own.port);
       await own.close();
       const e = await q.receive();
       assert.ok(e?.packet.opcode === Opcode.ERROR && e.packet.code === TftpErrorCode.NOT_DEFINED, 'ERROR 0 on shutdown');
@@ -429,6 +417,17 @@ describe('tftp server read-ahead pool', () => {
     }
   });
 });
+
+/** Asks for long.bin and ACKs blocks 1-9, checking each next DATA; returns the transfer's TID. */
+async function tenBlocksOfLongBin(probe: Probe, port: number): Promise<number> {
+  probe.send(rrq('long.bin'), port);
+  const tid = ((await probe.receive()) as Received).port;
+  for (let block = 1; block < 10; block++) {
+    probe.send({ opcode: Opcode.ACK, block }, tid);
+    assert.equal(dataBlock(await probe.receive()), block + 1);
+  }
+  return tid;
+}
 
 async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
