@@ -20,7 +20,8 @@ import { openStore } from '../store/open.js';
 import { systemClock } from '../util/clock.js';
 import { DhcpEngine } from './engine.js';
 import { LeaseBook } from './lease-book.js';
-import { peekMessageType, ReceiveQueue } from './receive-queue.js';
+import { peekMessageType } from './peek.js';
+import { ReceiveQueue } from './receive-queue.js';
 import { DhcpServer } from './server.js';
 import type { InterfaceSocket } from './socket.js';
 

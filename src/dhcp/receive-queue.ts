@@ -132,27 +132,3 @@ export class ReceiveQueue<T> {
     return left;
   }
 }
-
-/**
- * The DHCP message type (option 53) of a raw datagram when it is plain to see in the options
- * field: a BOOTREQUEST with the magic cookie and one well-formed option 53 before END. Anything
- * else is undefined and goes the full way (decode judges it). Never throws.
- */
-export function peekMessageType(buf: Uint8Array): number | undefined {
-  if (buf.length < 241 || buf[0] !== 1) return undefined;
-  if (buf[236] !== 0x63 || buf[237] !== 0x82 || buf[238] !== 0x53 || buf[239] !== 0x63) return undefined;
-  for (let o = 240; o < buf.length; ) {
-    const code = buf[o]!;
-    if (code === 255) return undefined;
-    if (code === 0) {
-      o++;
-      continue;
-    }
-    if (o + 1 >= buf.length) return undefined;
-    const len = buf[o + 1]!;
-    if (o + 2 + len > buf.length) return undefined;
-    if (code === 53) return len === 1 ? buf[o + 2] : undefined;
-    o += 2 + len;
-  }
-  return undefined;
-}

@@ -15,7 +15,8 @@ import { decodeDhcp4, encodeDhcp4 } from '../protocol/dhcp4/message.js';
 import { MessageTypeName, type MessageType } from '../protocol/dhcp4/types.js';
 import { DropReason, type ReceiveInfo } from './chain.js';
 import { replyDestination } from './destination.js';
-import { peekMessageType, ReceiveQueue, type ReceiveQueueOptions } from './receive-queue.js';
+import { peekRequest } from './peek.js';
+import { ReceiveQueue, type ReceiveQueueOptions } from './receive-queue.js';
 import type { DhcpEngine } from './engine.js';
 import { buildReply } from './reply.js';
 import { interpretRequest } from './request.js';
@@ -88,12 +89,13 @@ export class DhcpServer {
       const via: ReceiveInfo = { ifname: socket.ifname, interfaceAddress: socket.localAddress, service, source: rinfo };
       // Most of what a cluster node hears is for another node: dropped without decoding, and
       // before the queue, which then holds only this node's work.
-      const quick = this.options.engine.quickDrop(buf, via);
+      const peeked = peekRequest(buf);
+      const quick = this.options.engine.quickDrop(buf, via, peeked);
       if (quick) {
         this.countReceived(MessageTypeName[quick.type as MessageType] ?? 'unknown');
         return this.drop(quick.reason, { iface: socket.ifname, src: rinfo.address, detail: quick.detail });
       }
-      const evicted = this.queue.push({ socket, via, buf, receivedAt: process.hrtime.bigint() }, peekMessageType(buf), this.now());
+      const evicted = this.queue.push({ socket, via, buf, receivedAt: process.hrtime.bigint() }, peeked?.type, this.now());
       if (evicted) this.overloaded(evicted.item, evicted.reason);
       if (!this.drainScheduled) {
         this.drainScheduled = true;
